@@ -1,0 +1,48 @@
+"""The ``protein-care`` command line.
+
+Each subcommand lives in its own module under :mod:`protein_care.commands` and exposes
+``add_parser(subparsers)`` (which registers its arguments and sets ``func``) and the
+function it runs. This file only assembles them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from protein_care import __version__
+
+# Module names under protein_care.commands, in the order `--help` lists them.
+COMMANDS: tuple[str, ...] = (
+    "selfcheck",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="protein-care",
+        description="Learn rotation-equivariant embeddings of protein structures with CARE.",
+    )
+    parser.add_argument("--version", action="version", version=f"protein-care {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"protein_care.commands.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the protein-care CLI, one module each."""

@@ -1,0 +1,51 @@
+"""The protein-care command line: entry point, help, version, selfcheck."""
+
+import subprocess
+import sys
+
+import pytest
+
+from protein_care import __version__
+from protein_care.cli import COMMANDS, build_parser, main
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name.replace("_", "-") in help_text
+
+
+def test_every_subcommand_has_help():
+    parser = build_parser()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name.replace("_", "-"), "--help"])
+        assert exit_info.value.code == 0
+
+
+def test_selfcheck_passes_on_cpu(capsys):
+    assert main(["selfcheck", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "Haar SO(3)" in out and " NO" not in out
+
+
+def test_selfcheck_on_missing_cuda_is_a_clear_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert main(["selfcheck", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_console_script_runs_in_a_subprocess():
+    result = subprocess.run(
+        [sys.executable, "-m", "protein_care.cli", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and __version__ in result.stdout
