@@ -16,6 +16,7 @@ from protein_care import __version__
 # Module names under protein_care.commands, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = (
     "selfcheck",
+    "fetch_pdb",
 )
 
 

@@ -1,0 +1,67 @@
+"""fetch() from a local wwPDB mirror in the divided layout: offline copy + verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data_pipeline.fetch import fetch
+from data_pipeline.fetch_manifest import MANIFEST_NAME, latest_status
+
+try:
+    from . import loopback_server as lb
+except ImportError:  # tests/ is not a package: pytest put this folder on sys.path
+    import loopback_server as lb
+
+pytestmark = [
+    pytest.mark.skipif(not lb.have_shared_pdb(), reason="shared/pdb not found"),
+    pytest.mark.timeout(60),
+]
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> Path:
+    root = tmp_path / "mirror"
+    for pdb_id in ("1AKI", "1BNA"):
+        low = pdb_id.lower()
+        cif = root / "mmCIF" / low[1:3] / f"{low}.cif.gz"
+        pdb = root / "pdb" / low[1:3] / f"pdb{low}.ent.gz"
+        for path, name in ((cif, f"{pdb_id}.cif.gz"), (pdb, f"{pdb_id}.pdb.gz")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(lb.real_file_bytes(name))
+    broken = root / "mmCIF" / "a7" / "1a7g.cif.gz"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(lb.real_file_bytes("1A7G.cif.gz")[:5000])
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["cif", "pdb"])
+def test_mirror_copies_and_verifies_without_network(mirror: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / "cache"
+    dead = lb.closed_port_url()  # any network use would fail
+    report = fetch(["1aki", "1bna", "9zzz"], out, format=fmt, mirror=mirror, base_url=dead,
+                   holdings_url=dead, progress=False)
+    by_id = {r.id: r for r in report.results}
+    assert by_id["1AKI"].status == by_id["1BNA"].status == "ok"
+    assert (out / f"1AKI.{fmt}.gz").read_bytes() == lb.real_file_bytes(f"1AKI.{fmt}.gz")
+    assert by_id["1AKI"].source.endswith(("1aki.cif.gz", "pdb1aki.ent.gz"))
+    assert by_id["9ZZZ"].status == "missing" and "not in mirror" in by_id["9ZZZ"].reason
+    again = fetch(["1aki", "1bna"], out, format=fmt, mirror=mirror, progress=False)
+    assert [r.status for r in again.results] == ["cached", "cached"]
+
+
+def test_corrupt_mirror_file_is_invalid_and_not_copied(mirror: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cache"
+    report = fetch(["1a7g"], out, mirror=mirror, progress=False)
+    assert report.results[0].status == "invalid" and "truncated" in report.results[0].reason
+    assert not (out / "1A7G.cif.gz").exists()
+    assert latest_status(out / MANIFEST_NAME)["1A7G"]["status"] == "invalid"
+
+
+def test_whole_archive_mirror_root_is_also_understood(mirror: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    (archive / "data" / "structures").mkdir(parents=True)
+    mirror.rename(archive / "data" / "structures" / "divided")
+    report = fetch(["1aki"], tmp_path / "cache", mirror=archive, progress=False)
+    assert report.results[0].status == "ok"
