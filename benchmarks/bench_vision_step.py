@@ -1,0 +1,186 @@
+"""Training-step throughput of the vision benchmarks: batched on-device augmentation
+(SimCLR, CARE) against a release-style pipeline (PIL transforms in DataLoader workers for
+the invariance views, torchvision tensor transforms on the CPU with one parameter set per
+chunk for the equivariance views, then a host→device copy), on synthetic CIFAR-sized data.
+
+    uv run python benchmarks/bench_vision_step.py                 # H100: ResNet-18/50, batch 256/512
+    uv run python benchmarks/bench_vision_step.py --toy --device cpu --threads 1   # CPU smoke run
+
+Columns: pipeline, arch, batch, training images/s (each image makes 2 views, or 4 for
+CARE), ms per step, ms of augmentation per step (batched: measured alone; release: time
+the step waited for the loader plus the CPU equivariance views) and its share of the step.
+Designed for one H100 with bf16 autocast and channels_last; ``--toy`` uses ResNet-18 at
+width 8, batch 32 and a few steps so that it finishes in well under a minute on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from protein_care.devices import resolve_device
+from protein_care.losses import care_loss, info_nce
+from vision_benchmarks.augment import AugmentConfig, BatchAugment
+from vision_benchmarks.models import build_encoder
+
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+
+
+def release_transform():
+    """The release's per-image PIL pipeline (cifar10_train_transform), with torchvision's
+    GaussianBlur standing in for its cv2 blur (same kernel and σ range)."""
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.RandomResizedCrop(32), T.RandomHorizontalFlip(0.5),
+        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2),
+        T.RandomApply([T.GaussianBlur(3, (0.1, 2.0))], p=0.5), T.ToTensor(), T.Normalize(MEAN, STD),
+    ])
+
+
+def release_tensor_transform():
+    """The release's equivariance-view transforms (dataset.get_transforms): torchvision
+    tensor transforms, which draw one parameter set per call for a whole batch."""
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.RandomResizedCrop(32), T.RandomHorizontalFlip(0.5),
+        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2),
+        T.RandomApply([T.GaussianBlur(3, (0.1, 2.0))], p=0.5), T.Normalize(MEAN, STD),
+    ])
+
+
+class PairDataset(Dataset):
+    """Release ``CIFAR10Pair``: (ToTensor(img), view 1, view 2) per image."""
+
+    def __init__(self, images):
+        from PIL import Image
+
+        self.images = [Image.fromarray(a) for a in images.permute(0, 2, 3, 1).numpy()]
+        self.transform = release_transform()
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        from torchvision.transforms.functional import to_tensor
+
+        img = self.images[i]
+        return to_tensor(img), self.transform(img), self.transform(img)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _optimise(model, loss):
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+
+
+def bench_batched(model, data, care, batch, steps, device, n_split, amp):
+    aug = BatchAugment(AugmentConfig(mean=MEAN, std=STD))
+    g = torch.Generator(device=device).manual_seed(0)
+    step_ms, aug_ms = [], []
+    for step in range(steps + 2):  # 2 warm-up steps
+        idx = torch.randint(0, data.shape[0], (batch,), device=device, generator=g)
+        sync(device)
+        t0 = time.perf_counter()
+        x = data[idx]
+        views = [aug.views(x, g), aug.views(x, g)] + (list(aug.chunk_views(x, n_split, g)) if care else [])
+        sync(device)
+        t1 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            z = [model.embed(v.contiguous(memory_format=torch.channels_last)) for v in views]
+            loss = care_loss(*z, temperature=0.5, lam=0.01, n_split=n_split)["loss"] if care else info_nce(*z, 0.5)
+        _optimise(model, loss)
+        sync(device)
+        if step >= 2:
+            step_ms.append((time.perf_counter() - t0) * 1e3)
+            aug_ms.append((t1 - t0) * 1e3)
+    return statistics.median(step_ms), statistics.median(aug_ms)
+
+
+def bench_release(model, data, batch, steps, device, n_split, workers, amp):
+    loader = DataLoader(PairDataset(data.cpu()), batch_size=batch, shuffle=True, drop_last=True,
+                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    equiv = release_tensor_transform()
+    step_ms, wait_ms = [], []
+    it = iter(loader)
+    for step in range(steps + 2):
+        t0 = time.perf_counter()
+        try:
+            img, v1, v2 = next(it)
+        except StopIteration:
+            it = iter(loader)
+            img, v1, v2 = next(it)
+        # equivariance views: one parameter set for every chunk (the release's vmap(randomness='same'))
+        e1, e2 = equiv(img), equiv(img)
+        t1 = time.perf_counter()
+        views = [t.to(device, non_blocking=True) for t in (v1, v2, e1, e2)]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            z = [model.embed(v.contiguous(memory_format=torch.channels_last)) for v in views]
+            loss = care_loss(*z, temperature=0.5, lam=0.01, n_split=n_split)["loss"]
+        _optimise(model, loss)
+        sync(device)
+        if step >= 2:
+            step_ms.append((time.perf_counter() - t0) * 1e3)
+            wait_ms.append((t1 - t0) * 1e3)
+    return statistics.median(step_ms), statistics.median(wait_ms)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--toy", action="store_true", help="tiny sizes for a CPU smoke run")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the release pipeline")
+    parser.add_argument("--n-split", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--out", help="write the rows as JSON here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    amp = device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if args.toy:
+        archs, batches, width, steps, workers, n_images = ["resnet18"], [32], 8, min(args.steps, 3), 0, 256
+    else:
+        archs, batches, width, steps, workers, n_images = ["resnet18", "resnet50"], [256, 512], 64, args.steps, \
+            args.workers, 8192
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}; median of {steps} steps; bf16 autocast: {amp}")
+    data = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    header = f"{'pipeline':<16} {'arch':<9} {'batch':>5} {'img/s':>8} {'step ms':>9} {'aug ms':>8} {'aug %':>6}"
+    print(header + "\n" + "-" * len(header))
+    rows = []
+    for arch in archs:
+        model = build_encoder(arch, width=width).to(device, memory_format=torch.channels_last)
+        for batch in batches:
+            n_split = min(args.n_split, batch // 2)
+            results = {
+                "batched-simclr": bench_batched(model, data.to(device), False, batch, steps, device, n_split, amp),
+                "batched-care": bench_batched(model, data.to(device), True, batch, steps, device, n_split, amp),
+                "release-care": bench_release(model, data, batch, steps, device, n_split, workers, amp),
+            }
+            for pipeline, (step_ms, aug_ms) in results.items():
+                row = {"pipeline": pipeline, "arch": arch, "batch": batch, "images_per_s": batch / step_ms * 1e3,
+                       "step_ms": step_ms, "augment_ms": aug_ms, "augment_share": aug_ms / step_ms, "device": name}
+                rows.append(row)
+                print(f"{pipeline:<16} {arch:<9} {batch:>5} {row['images_per_s']:>8.0f} {step_ms:>9.1f} "
+                      f"{aug_ms:>8.1f} {100 * row['augment_share']:>5.1f}%")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

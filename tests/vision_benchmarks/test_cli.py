@@ -1,0 +1,72 @@
+"""The ``vision-benchmarks`` command line: pretrain → linear-probe → evaluate → report on a
+tiny digits run, the report's comparison with Table 1, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+
+from vision_benchmarks.cli import main
+from vision_benchmarks.report import PAPER_TABLE1, report
+
+TINY = ["run.device=cpu", "run.progress=false", "model.width=4", "data.train_subset=48", "data.test_subset=24",
+        "optim.batch_size=16", "optim.epochs=1", "method.n_split=4", "method.equiv_batch_size=0", "knn.k=5"]
+
+
+def _sets(values):
+    return [arg for v in values for arg in ("--set", v)]
+
+
+def test_pretrain_probe_evaluate_report_round_trip(tmp_path, capsys):
+    run = tmp_path / "digits_care"
+    assert main(["pretrain", "--config", "digits_care", "--out", str(run), *_sets(TINY)]) == 0
+    assert "random init" in capsys.readouterr().out
+    probe = ["probe.epochs=2", "probe.seeds=[0, 1]", "probe.batch_size=16"]
+    assert main(["linear-probe", str(run), *_sets(probe)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["linear_probe_top1"]) >= {"mean", "std", "per_seed"}
+    assert len(results["linear_probe_top1"]["per_seed"]) == 2
+    assert main(["evaluate", str(run), "--set", "knn.k=3"]) == 0
+    assert json.loads((run / "results.json").read_text())["knn_config"]["k"] == 3
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(tmp_path / "report.md")]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "CARE (SimCLR)" in out and (tmp_path / "report.md").read_text() == out
+
+
+def _fake_run(folder: Path, dataset: str, method: str, probe_mean: float | None) -> Path:
+    folder.mkdir(parents=True)
+    results = {"dataset": dataset, "method": method, "epochs": 400, "knn_top1": 88.0, "knn_top1_random_init": 30.0}
+    if probe_mean is not None:
+        results["linear_probe_top1"] = {"mean": probe_mean, "std": 0.1, "per_seed": [probe_mean] * 3}
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_report_shows_the_gap_to_the_paper_per_cell(tmp_path):
+    runs = [_fake_run(tmp_path / "a", "cifar10", "care", 91.0), _fake_run(tmp_path / "b", "stl10", "moco", None)]
+    text = report(runs)
+    assert "91.00 ± 0.10" in text and "91.92" in text and "-0.92" in text
+    assert "| CARE (SimCLR) | 91.00 (-0.92) / 91.92 |" in text
+    assert PAPER_TABLE1["moco"]["stl10"] is None  # not in the paper: shown as –
+
+
+def test_errors_are_one_line_messages(tmp_path, capsys):
+    assert main(["pretrain", "--config", "no_such_config", "--out", str(tmp_path / "x")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["pretrain", "--config", "digits_care", "--out", str(tmp_path / "x"), "--set", "optim.lr=fast"]) == 2
+    assert "optim.lr: expected float" in capsys.readouterr().err
+    assert main(["pretrain", "--config", "cifar10_care", "--out", str(tmp_path / "x"),
+                 "--set", f"data.root={tmp_path / 'nodata'}"]) == 2
+    assert "vision-benchmarks download cifar10" in capsys.readouterr().err
+    assert main(["linear-probe", str(tmp_path / "missing")]) == 2
+    assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("vision-benchmarks") or str(Path(__file__).parents[2] / ".venv" / "bin" / "vision-benchmarks")
+    done = subprocess.run([exe, "configs"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "cifar10_care" in done.stdout.split()

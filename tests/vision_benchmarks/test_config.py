@@ -1,0 +1,96 @@
+"""Configs: one config per Table 1 cell with the paper's hyperparameters, merge order,
+and overrides that are checked against the schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from vision_benchmarks.config import ConfigError, available_configs, load_config, parse_override
+
+# CARE appendix E.3 (shared/notes/care_reference.md §3): (n_split, λ, τ_SimCLR, τ_MoCo, optimizer, lr, epochs)
+PAPER = {
+    "cifar10": (16, 0.01, 0.5, 0.1, "adam", 1e-3, 400),
+    "cifar100": (4, 0.001, 0.5, 0.1, "adam", 1e-3, 400),
+    "stl10": (8, 0.01, 0.5, 0.1, "sgd", 0.06, 400),
+}
+METHODS = {"simclr": ("simclr", "simclr"), "moco": ("moco", "simclr"), "care": ("simclr", "care"),
+           "care-moco": ("moco", "care")}
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "stl10", "imagenet100"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_table1_cell_has_a_config(dataset, method):
+    cfg = load_config(f"{dataset}_{method}")
+    assert (cfg["method"]["framework"], cfg["method"]["loss"]) == METHODS[method]
+    assert cfg["data"]["name"] == dataset and cfg["model"]["arch"] == "resnet50"
+
+
+@pytest.mark.parametrize("dataset", list(PAPER))
+@pytest.mark.parametrize("method", list(METHODS))
+def test_cifar_and_stl_configs_carry_the_papers_hyperparameters(dataset, method):
+    n_split, lam, tau_simclr, tau_moco, optimizer, lr, epochs = PAPER[dataset]
+    cfg = load_config(f"{dataset}_{method}")
+    m, o = cfg["method"], cfg["optim"]
+    assert (m["n_split"], m["lam"], o["optimizer"], o["lr"], o["epochs"], o["batch_size"]) == (
+        n_split, lam, optimizer, lr, epochs, 256)
+    assert m["temperature"] == (tau_moco if m["framework"] == "moco" else tau_simclr)
+    assert cfg["model"]["cifar_stem"] and cfg["augment"]["size"] == 32
+    assert (cfg["probe"]["epochs"], cfg["probe"]["batch_size"], cfg["probe"]["lr"]) == (100, 512, 1e-3)
+
+
+def test_stl10_uses_sgd_cosine_with_warm_up():
+    o = load_config("stl10_care")["optim"]
+    assert (o["schedule"], o["warmup_epochs"], o["weight_decay"]) == ("cosine", 10, 5e-4)
+
+
+def test_imagenet100_takes_the_per_framework_values():
+    simclr, moco = load_config("imagenet100_care")["method"], load_config("imagenet100_care-moco")["method"]
+    assert (simclr["n_split"], simclr["lam"], simclr["temperature"]) == (4, 0.005, 0.2)
+    assert (moco["n_split"], moco["lam"], moco["temperature"]) == (8, 0.01, 0.2)
+
+
+def test_ablation_and_digits_configs_exist():
+    names = set(available_configs())
+    assert {"cifar10_inv", "cifar10_unif", "cifar10_equi-unif", "digits_care", "digits_simclr"} <= names
+    assert load_config("cifar10_equi-unif")["method"]["loss"] == "equi-unif"
+
+
+def test_overrides_win_and_are_type_checked():
+    cfg = load_config("digits_care", ["optim.epochs=3", "method.lam=1", "augment.scale=[0.2, 1.0]", "run.device=cpu"])
+    assert cfg["optim"]["epochs"] == 3 and cfg["method"]["lam"] == 1.0 and isinstance(cfg["method"]["lam"], float)
+    assert cfg["augment"]["scale"] == [0.2, 1.0] and cfg["run"]["device"] == "cpu"
+    with pytest.raises(ConfigError, match="optim.epochs: expected int"):
+        load_config("digits_care", ["optim.epochs=ten"])
+    with pytest.raises(ConfigError, match="unknown key 'optim.epoch'"):
+        load_config("digits_care", ["optim.epoch=3"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config("digits_care", ["optim.epochs"])
+
+
+def test_cross_field_checks_name_the_fields():
+    with pytest.raises(ConfigError, match="n_split"):
+        load_config("digits_care", ["method.n_split=5"])
+    with pytest.raises(ConfigError, match="method.loss"):
+        load_config("digits_care", ["method.loss=byol"])
+    with pytest.raises(ConfigError, match="ablations"):
+        load_config("digits_care", ["method.framework=moco", "method.loss=inv"])
+
+
+def test_a_config_file_outside_the_package_and_a_missing_one(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('dataset = "digits"\n[method]\nloss = "care"\n[optim]\nepochs = 2\n')
+    cfg = load_config(path)
+    assert cfg["optim"]["epochs"] == 2 and cfg["method"]["loss"] == "care"
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('dataset = "mnist"\n')
+    with pytest.raises(ConfigError, match="dataset"):
+        load_config(bad)
+
+
+def test_override_values_are_read_as_toml_with_bare_words_as_strings():
+    assert parse_override("a.b=0.5") == (["a", "b"], 0.5)
+    assert parse_override("a.b=sgd") == (["a", "b"], "sgd")
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    assert parse_override("a.b=true") == (["a", "b"], True)

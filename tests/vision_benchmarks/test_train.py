@@ -1,0 +1,129 @@
+"""Methods and the training loop on tiny digits runs: every objective steps, CARE makes
+four forward passes, MoCo's momentum encoder and queue behave, checkpoints resume to the
+same weights, and results.json holds what the report needs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from vision_benchmarks.config import load_config
+from vision_benchmarks.data import load_dataset
+from vision_benchmarks.evaluate import lr_factor
+from vision_benchmarks.methods import MoCo
+from vision_benchmarks.train import CHECKPOINT, build_all, load_checkpoint, pretrain
+
+TINY = [
+    "run.device=cpu", "run.progress=false", "run.channels_last=false", "model.width=4",
+    "data.train_subset=48", "data.test_subset=24", "optim.batch_size=16", "optim.epochs=1",
+    "method.n_split=4", "method.equiv_batch_size=0", "knn.k=5", "moco.queue_size=32", "moco.key_bn_splits=2",
+]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits").subset(train=48, test=24)
+
+
+def tiny(config="digits_care", *extra):
+    return load_config(config, [*TINY, *extra])
+
+
+@pytest.mark.parametrize("framework,loss", [
+    ("simclr", "simclr"), ("simclr", "care"), ("simclr", "inv"), ("simclr", "unif"), ("simclr", "equi-unif"),
+    ("moco", "simclr"), ("moco", "care"),
+])
+def test_every_objective_takes_a_finite_step(framework, loss, digits):
+    cfg = tiny("digits_care", f"method.framework={framework}", f"method.loss={loss}")
+    method, augment = build_all(cfg, digits, torch.device("cpu"))
+    parts = method.step(digits.train[:16], augment, torch.Generator().manual_seed(0))
+    assert torch.isfinite(parts["loss"]) and parts["loss"].requires_grad
+    assert ("equivariance" in parts) == (loss in ("care", "equi-unif"))
+    parts["loss"].backward()
+    grads = [p.grad for p in method.encoder.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("loss,passes", [("care", 4), ("simclr", 2)])
+def test_care_makes_four_forward_passes_and_simclr_two(loss, passes, digits):
+    cfg = tiny("digits_care", f"method.loss={loss}")
+    method, augment = build_all(cfg, digits, torch.device("cpu"))
+    sizes = []
+    method.encoder.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+    method.step(digits.train[:16], augment, torch.Generator().manual_seed(0))
+    assert sizes == [16] * passes
+
+
+def test_equivariance_batch_size_limits_the_extra_passes(digits):
+    cfg = tiny("digits_care", "method.equiv_batch_size=8", "method.n_split=2")
+    method, augment = build_all(cfg, digits, torch.device("cpu"))
+    sizes = []
+    method.encoder.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+    method.step(digits.train[:16], augment, torch.Generator().manual_seed(0))
+    assert sizes == [16, 16, 8, 8]
+
+
+def test_moco_updates_the_key_encoder_by_momentum_and_enqueues_the_keys(digits):
+    cfg = tiny("digits_care", "method.framework=moco", "method.loss=simclr", "moco.momentum=0.9")
+    method, augment = build_all(cfg, digits, torch.device("cpu"))
+    assert isinstance(method, MoCo)
+    with torch.no_grad():  # make the encoders differ
+        for p in method.encoder.parameters():
+            p.add_(0.1)
+    q_before = [p.detach().clone() for p in method.encoder.parameters()]
+    k_before = [p.detach().clone() for p in method.key_encoder.parameters()]
+    queue_before = method.queue.clone()
+    method.step(digits.train[:16], augment, torch.Generator().manual_seed(0))
+    for q, k, k_new in zip(q_before, k_before, method.key_encoder.parameters()):
+        torch.testing.assert_close(k_new, 0.9 * k + 0.1 * q)
+    assert not any(p.requires_grad for p in method.key_encoder.parameters())
+    assert int(method.queue_ptr) == 16
+    assert not torch.allclose(method.queue[:16], queue_before[:16])
+    torch.testing.assert_close(method.queue[16:], queue_before[16:])
+    torch.testing.assert_close(method.queue.norm(dim=1), torch.ones(32))
+
+
+def test_cosine_schedule_matches_the_release_formula():
+    # release: lr·step/warmup during warm-up, then 0.5·(1 + cos(π·(step−warmup)/(max−warmup)))
+    total, warm = 100, 10
+    for step in (0, 5, 10, 40, 99):
+        expected = step / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
+        assert lr_factor("cosine", step / total, warmup=warm / total) == pytest.approx(expected)
+    assert lr_factor("step", 0.0, milestones=[30, 40], epoch=35) == pytest.approx(0.1)
+    assert lr_factor("constant", 0.7) == 1.0
+
+
+def test_pretrain_writes_results_config_and_a_weights_only_checkpoint(tmp_path, digits):
+    results = pretrain(tiny("digits_care"), tmp_path / "run", data=digits)
+    for key in ("knn_top1", "knn_top1_random_init", "timings", "config"):
+        assert key in results
+    assert 0 <= results["knn_top1"] <= 100 and 0 <= results["knn_top1_random_init"] <= 100
+    assert results["method"] == "care" and results["dataset"] == "digits" and results["epochs"] == 1
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["knn_top1"] == results["knn_top1"]
+    ckpt = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    assert ckpt["epoch"] == 1 and "model" in ckpt and "optimizer" in ckpt
+    assert not list((tmp_path / "run").glob(".*tmp"))
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert "knn_top1_random_init" in json.loads(lines[0]) and "equivariance" in json.loads(lines[-1])
+
+
+def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, digits):
+    straight = tiny("digits_care", "optim.epochs=2")
+    pretrain(straight, tmp_path / "straight", data=digits)
+    pretrain(tiny("digits_care", "optim.epochs=1"), tmp_path / "resumed", data=digits)
+    results = pretrain(tiny("digits_care", "optim.epochs=2"), tmp_path / "resumed", data=digits)
+    assert results["epochs"] == 2 and len(results["history"]) == 2
+    a = load_checkpoint(tmp_path / "straight")["model"]
+    b = load_checkpoint(tmp_path / "resumed")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
+
+
+def test_resuming_with_another_config_is_refused(tmp_path, digits):
+    pretrain(tiny("digits_care"), tmp_path / "run", data=digits)
+    with pytest.raises(ValueError, match="method.lam"):
+        pretrain(tiny("digits_care", "method.lam=0.5"), tmp_path / "run", data=digits)

@@ -1,0 +1,179 @@
+"""``vision-benchmarks``: pretrain, probe, evaluate and report the paper's image experiments.
+
+    vision-benchmarks pretrain --config digits_care --out runs/digits_care [--set optim.epochs=10 ...]
+    vision-benchmarks linear-probe runs/digits_care [--set probe.epochs=10]
+    vision-benchmarks evaluate runs/digits_care
+    vision-benchmarks report runs/* [--out report.md]
+    vision-benchmarks download cifar10 --root ./data
+    vision-benchmarks configs
+
+``--config`` takes a file or the name of a shipped config (``vision-benchmarks configs``
+lists them); see ``vision_benchmarks/configs/_base.toml`` for every key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+CONFIG_FILE = "config.json"
+
+
+def _run_config(run: Path, overrides) -> dict:
+    from vision_benchmarks.config import apply_overrides, validate
+
+    path = run / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run} a folder written by `vision-benchmarks pretrain`?")
+    with open(path) as f:
+        cfg = json.load(f)
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def _restore(run: Path, cfg: dict):
+    """Data, method (with the checkpoint's weights) and augmentation of a finished run."""
+    import torch
+
+    from protein_care.devices import resolve_device
+    from vision_benchmarks.train import build_all, load_checkpoint, load_data
+
+    device = resolve_device(cfg["run"]["device"])
+    if cfg["run"]["threads"]:
+        torch.set_num_threads(cfg["run"]["threads"])
+    data = load_data(cfg).to(device)
+    method, augment = build_all(cfg, data, device)
+    method.load_state_dict(load_checkpoint(run, device)["model"])
+    return data, method, augment, device
+
+
+def _update_results(run: Path, values: dict) -> dict:
+    from vision_benchmarks.train import RESULTS, atomic_write_text, read_json
+
+    path = run / RESULTS
+    results = read_json(path) if path.is_file() else {}
+    results.update(values)
+    atomic_write_text(path, json.dumps(results, indent=2))
+    return results
+
+
+def cmd_pretrain(args) -> int:
+    from vision_benchmarks.config import load_config
+    from vision_benchmarks.train import pretrain
+
+    cfg = load_config(args.config, args.set)
+    results = pretrain(cfg, args.out)
+    print(f"kNN top-1 {results['knn_top1']:.2f}% (random init {results['knn_top1_random_init']:.2f}%), "
+          f"{results['timings']['train_seconds']:.0f} s of training; results in {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def cmd_linear_probe(args) -> int:
+    from vision_benchmarks.evaluate import linear_probe_seeds
+
+    run = Path(args.run)
+    cfg = _run_config(run, args.set)
+    data, method, augment, device = _restore(run, cfg)
+    amp = cfg["run"]["amp"] and device.type == "cuda"
+    probe = linear_probe_seeds(method.encoder.backbone, data, augment, cfg["probe"], amp=amp,
+                               progress=cfg["run"]["progress"])
+    _update_results(run, {"linear_probe_top1": probe, "probe_config": cfg["probe"]})
+    print(f"linear probe top-1 {probe['mean']:.2f} ± {probe['std']:.2f}% over seeds {probe['seeds']}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from vision_benchmarks.evaluate import knn_top1
+
+    run = Path(args.run)
+    cfg = _run_config(run, args.set)
+    data, method, augment, device = _restore(run, cfg)
+    amp = cfg["run"]["amp"] and device.type == "cuda"
+    knn = knn_top1(method.encoder.backbone, data, augment, k=cfg["knn"]["k"],
+                   temperature=cfg["knn"]["temperature"], amp=amp)
+    _update_results(run, {"knn_top1": knn, "knn_config": cfg["knn"]})
+    print(f"kNN top-1 {knn:.2f}% (k={cfg['knn']['k']}, temperature={cfg['knn']['temperature']})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from vision_benchmarks.report import report
+
+    text = report(args.runs)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text, end="")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from vision_benchmarks.data import download_dataset
+
+    download_dataset(args.name, args.root)
+    print(f"{args.name} is ready under {args.root}")
+    return 0
+
+
+def cmd_configs(args) -> int:
+    from vision_benchmarks.config import CONFIG_DIR, available_configs
+
+    for name in available_configs():
+        print(name)
+    print(f"(in {CONFIG_DIR})", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vision-benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    set_help = "override a config value, e.g. --set optim.epochs=10 (repeatable)"
+
+    p = sub.add_parser("pretrain", help="pretrain an encoder (resumes when --out holds a checkpoint)")
+    p.add_argument("--config", required=True, help="a TOML file or a shipped config name, e.g. digits_care")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("linear-probe", help="linear probe on frozen backbone features (mean ± std over seeds)")
+    p.add_argument("run")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.set_defaults(func=cmd_linear_probe)
+
+    p = sub.add_parser("evaluate", help="recompute the kNN accuracy of a run's checkpoint")
+    p.add_argument("run")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="table of runs against the paper's Table 1")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", help="also write the Markdown here")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("download", help="download CIFAR10/CIFAR100/STL10 with torchvision and build the cache")
+    p.add_argument("name", choices=["cifar10", "cifar100", "stl10"])
+    p.add_argument("--root", default="./data")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("configs", help="list the shipped configs")
+    p.set_defaults(func=cmd_configs)
+    return parser
+
+
+def main(argv=None) -> int:
+    from vision_benchmarks.config import ConfigError
+    from vision_benchmarks.data import DatasetNotFound
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetNotFound, FileNotFoundError, ValueError) as error:
+        print(f"vision-benchmarks {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

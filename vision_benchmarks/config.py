@@ -1,0 +1,162 @@
+"""Run configurations: TOML files merged over one table of defaults.
+
+``configs/_base.toml`` holds every key a run may set (its sections are the schema) and
+one ``[datasets.<name>]`` table per data set with the paper's hyperparameters. A run
+config ``configs/<dataset>_<method>.toml`` names ``dataset = "..."`` and sets only what
+differs (usually ``[method] framework/loss``). Merge order, later wins::
+
+    base sections < datasets.<name> < datasets.<name>.framework.<fw> < run file < --set
+
+``--set key=value`` takes a dotted key (``optim.epochs=10``) and a TOML value
+(``10``, ``0.5``, ``"sgd"``, ``[0, 1]``; a bare word is read as a string). Unknown keys
+and values of the wrong type are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+BASE_FILE = CONFIG_DIR / "_base.toml"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not fit the schema."""
+
+
+def _base() -> tuple[dict, dict]:
+    with open(BASE_FILE, "rb") as f:
+        base = tomllib.load(f)
+    datasets = base.pop("datasets")
+    return base, datasets
+
+
+def _check_type(key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{key}: expected {type(default).__name__} (like {default!r}), got {value!r}")
+    return value
+
+
+def _merge(target: dict, source: dict, schema: dict, where: str, prefix: str = "") -> None:
+    """Merge ``source`` into ``target`` in place; every key must exist in ``schema``."""
+    for key, value in source.items():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            raise ConfigError(f"{where}: unknown key {dotted!r}; known: {sorted(schema)}")
+        if isinstance(schema[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {dotted!r} must be a table")
+            _merge(target[key], value, schema[key], where, dotted + ".")
+        else:
+            target[key] = _check_type(f"{where}: {dotted}", value, schema[key])
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=0.1"`` → (["optim", "lr"], 0.1); the value is read as TOML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. optim.epochs=10")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word: a string
+    return key.strip().split("."), value
+
+
+def resolve_path(config: str | Path) -> Path:
+    """A path, or a bare name (``cifar10_care``) of a shipped config."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{Path(config).stem}.toml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(available_configs())
+    raise ConfigError(f"config {str(config)!r} not found (neither a file nor one of: {names})")
+
+
+def available_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml") if not p.name.startswith("_"))
+
+
+def load_config(config: str | Path, overrides: Iterable[str] = ()) -> dict:
+    """The fully resolved configuration of a run (see the module docstring)."""
+    path = resolve_path(config)
+    base, datasets = _base()
+    with open(path, "rb") as f:
+        try:
+            user = tomllib.load(f)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: {error}") from None
+    dataset = user.pop("dataset", None)
+    if dataset not in datasets:
+        raise ConfigError(f"{path}: 'dataset' must be one of {sorted(datasets)}, got {dataset!r}")
+    cfg = copy.deepcopy(base)
+    table = copy.deepcopy(datasets[dataset])
+    per_framework = table.pop("framework", {})
+    _merge(cfg, table, base, f"_base.toml [datasets.{dataset}]")
+    framework = user.get("method", {}).get("framework", cfg["method"]["framework"])
+    _merge(cfg, per_framework.get(framework, {}), base, f"_base.toml [datasets.{dataset}.framework.{framework}]")
+    _merge(cfg, user, base, str(path))
+    apply_overrides(cfg, overrides, base)
+    cfg["dataset"] = dataset
+    cfg["config_file"] = path.name
+    validate(cfg)
+    return cfg
+
+
+def apply_overrides(cfg: dict, overrides: Iterable[str], schema: dict | None = None) -> dict:
+    """Apply ``--set key=value`` overrides to a resolved config in place (and return it)."""
+    schema = schema or _base()[0]
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested: Any = value
+        for key in reversed(keys):
+            nested = {key: nested}
+        _merge(cfg, nested, schema, f"--set {text}")
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    """Cross-field checks that the schema's types cannot express."""
+    from protein_care.losses import LOSS_VARIANTS
+
+    method = cfg["method"]
+    if method["framework"] not in ("simclr", "moco"):
+        raise ConfigError(f"method.framework must be 'simclr' or 'moco', got {method['framework']!r}")
+    if method["loss"] not in LOSS_VARIANTS:
+        raise ConfigError(f"method.loss must be one of {sorted(LOSS_VARIANTS)}, got {method['loss']!r}")
+    if method["framework"] == "moco" and method["loss"] not in ("simclr", "care"):
+        raise ConfigError(
+            f"method.loss={method['loss']!r}: the ablations are defined on SimCLR's InfoNCE; "
+            "with framework='moco' use loss='simclr' (MoCo-v2) or 'care'"
+        )
+    batch = cfg["optim"]["batch_size"]
+    equiv = method["equiv_batch_size"] or batch
+    if equiv > batch:
+        raise ConfigError(f"method.equiv_batch_size={equiv} exceeds optim.batch_size={batch}")
+    if equiv % method["n_split"] or equiv // method["n_split"] < 2:
+        raise ConfigError(
+            f"method.n_split={method['n_split']} must divide the equivariance batch {equiv} into chunks of >= 2"
+        )
+    for section, key, choices in (
+        ("optim", "optimizer", ("adam", "sgd")), ("probe", "optimizer", ("adam", "sgd")),
+        ("optim", "schedule", ("constant", "cosine", "step")), ("probe", "schedule", ("constant", "cosine", "step")),
+        ("method", "equiv_views", ("per-chunk", "release")), ("method", "normalization", ("release", "pair_mean")),
+    ):
+        if cfg[section][key] not in choices:
+            raise ConfigError(f"{section}.{key} must be one of {choices}, got {cfg[section][key]!r}")
+    if cfg["method"]["framework"] == "moco" and cfg["moco"]["queue_size"] % batch:
+        raise ConfigError(f"moco.queue_size={cfg['moco']['queue_size']} must be a multiple of optim.batch_size={batch}")

@@ -1,0 +1,226 @@
+"""Pretraining: the whole data set on the device as uint8, batched augmentation, one loop.
+
+``pretrain(cfg, run_dir)`` writes into ``run_dir``:
+
+- ``config.json``   the resolved configuration;
+- ``checkpoint.pt`` model, optimizer, epoch, RNG states (atomic; loaded with
+  ``weights_only=True``); a second call with the same config resumes from it;
+- ``metrics.jsonl`` loss parts every ``run.log_every`` steps and kNN accuracies;
+- ``results.json``  config, ``knn_top1``, ``knn_top1_random_init`` (the same network
+  before its first step), timings; later ``linear_probe_top1`` is added by the probe.
+
+Per step: a random batch (no replacement within an epoch, last partial batch dropped as
+the release), two invariance views, and for CARE two equivariance views, four forward
+passes; bf16 autocast on CUDA when ``run.amp``; channels_last when ``run.channels_last``.
+Learning rate per step from ``optim.schedule`` (release ``adjust_learning_rate``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from protein_care.devices import resolve_device
+from vision_benchmarks.augment import AugmentConfig, BatchAugment
+from vision_benchmarks.data import ImageData, atomic_torch_save, load_dataset
+from vision_benchmarks.evaluate import knn_top1, lr_factor, make_optimizer
+from vision_benchmarks.methods import build_method
+from vision_benchmarks.models import build_encoder
+
+CHECKPOINT = "checkpoint.pt"
+RESULTS = "results.json"
+#: Keys that may change between a run and its resumption (they do not alter the result).
+RESUME_FREE_KEYS = {
+    ("run", "progress"), ("run", "device"), ("run", "threads"), ("run", "checkpoint_every"), ("run", "knn_every"),
+    ("run", "log_every"), ("data", "root"), ("data", "download"), ("optim", "epochs"),
+}
+
+
+def method_label(cfg: dict) -> str:
+    """Table 1 row key: simclr, moco, care (CARE on SimCLR), care-moco; else the loss name."""
+    framework, loss = cfg["method"]["framework"], cfg["method"]["loss"]
+    return {("simclr", "simclr"): "simclr", ("moco", "simclr"): "moco", ("simclr", "care"): "care",
+            ("moco", "care"): "care-moco"}.get((framework, loss), loss)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def augment_config(cfg: dict, data: ImageData) -> AugmentConfig:
+    a = cfg["augment"]
+    return AugmentConfig(
+        size=a["size"], scale=tuple(a["scale"]), ratio=tuple(a["ratio"]), flip_p=a["flip_p"],
+        jitter=tuple(a["jitter"]), jitter_p=a["jitter_p"], grayscale_p=a["grayscale_p"],
+        blur_kernel=a["blur_kernel"], blur_sigma=tuple(a["blur_sigma"]), blur_p=a["blur_p"],
+        mean=tuple(data.mean), std=tuple(data.std),
+    )
+
+
+def load_data(cfg: dict) -> ImageData:
+    d = cfg["data"]
+    data = load_dataset(d["name"], d["root"], d["download"], store_size=d["store_size"])
+    return data.subset(d["train_subset"] or None, d["test_subset"] or None)
+
+
+def build_all(cfg: dict, data: ImageData, device: torch.device):
+    """Encoder, method and augmentation of a run, on ``device`` (seeded by run.seed)."""
+    torch.manual_seed(cfg["run"]["seed"])
+    m = cfg["model"]
+    encoder = build_encoder(m["arch"], cifar_stem=m["cifar_stem"], width=m["width"],
+                            hidden_dim=m["hidden_dim"], proj_dim=m["proj_dim"])
+    method = build_method(cfg, encoder).to(device)
+    if cfg["run"]["channels_last"]:
+        method = method.to(memory_format=torch.channels_last)
+    augment = BatchAugment(augment_config(cfg, data), cfg["method"]["equiv_views"])
+    return method, augment
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Dotted keys whose values differ, ignoring :data:`RESUME_FREE_KEYS`."""
+    diffs = []
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section), new.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if (section, key) not in RESUME_FREE_KEYS and a.get(key) != b.get(key):
+                    diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+        elif a != b:
+            diffs.append(f"{section}: {a!r} -> {b!r}")
+    return diffs
+
+
+def load_checkpoint(run_dir: Path, device=None) -> dict:
+    return torch.load(Path(run_dir) / CHECKPOINT, map_location=device or "cpu", weights_only=True)
+
+
+def _log(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def pretrain(cfg: dict, run_dir: str | Path, data: ImageData | None = None) -> dict:
+    """Pretrain (or resume) the run described by ``cfg`` in ``run_dir``; returns results."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    r, o = cfg["run"], cfg["optim"]
+    device = resolve_device(r["device"])
+    if r["threads"]:
+        torch.set_num_threads(r["threads"])
+    data = (data or load_data(cfg)).to(device)
+    method, augment = build_all(cfg, data, device)
+    if r["compile"]:
+        method.compile()
+    optimizer = make_optimizer(o["optimizer"], method.trainable_parameters(), lr=o["lr"],
+                               weight_decay=o["weight_decay"], momentum=o["momentum"])
+    n, batch = data.train.shape[0], o["batch_size"]
+    steps_per_epoch = n // batch
+    if steps_per_epoch < 1:
+        raise ValueError(f"optim.batch_size={batch} exceeds the {n} training images")
+    amp = r["amp"] and device.type == "cuda"
+    knn_args = dict(k=cfg["knn"]["k"], temperature=cfg["knn"]["temperature"], amp=amp)
+    sampler = torch.Generator().manual_seed(r["seed"])  # batch order (CPU)
+    aug_gen = torch.Generator(device=device).manual_seed(r["seed"] + 1)  # augmentation parameters
+
+    state = {"epoch": 0, "knn_top1_random_init": None, "train_seconds": 0.0, "history": []}
+    if (run_dir / CHECKPOINT).is_file():
+        ckpt = load_checkpoint(run_dir, device)
+        diffs = config_differences(ckpt["config"], cfg)
+        if diffs:
+            raise ValueError(f"{run_dir} holds a run with another config ({'; '.join(diffs)}); use another --out")
+        method.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        sampler.set_state(ckpt["sampler_state"])
+        aug_gen.set_state(ckpt["augment_state"])
+        state = {k: ckpt[k] for k in state}
+    else:
+        t0 = time.perf_counter()
+        state["knn_top1_random_init"] = knn_top1(method.encoder.backbone, data, augment, **knn_args)
+        _log(run_dir, {"epoch": 0, "knn_top1_random_init": state["knn_top1_random_init"],
+                       "seconds": time.perf_counter() - t0})
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg, indent=2))
+
+    total_steps = o["epochs"] * steps_per_epoch
+    warmup = o["warmup_epochs"] / max(1, o["epochs"])
+    method.train()
+    for epoch in range(state["epoch"], o["epochs"]):
+        t_epoch = time.perf_counter()
+        order = torch.randperm(n, generator=sampler).to(device)
+        steps = range(steps_per_epoch)
+        if r["progress"]:
+            from tqdm import tqdm
+            steps = tqdm(steps, desc=f"epoch {epoch + 1}/{o['epochs']}", leave=False)
+        sums: dict[str, float] = {}
+        for step in steps:
+            global_step = epoch * steps_per_epoch + step
+            factor = lr_factor(o["schedule"], global_step / total_steps, warmup=warmup,
+                               milestones=o["milestones"], gamma=o["gamma"], epoch=epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = o["lr"] * factor
+            x = data.train[order[step * batch:(step + 1) * batch]]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                parts = method.step(x, augment, aug_gen, channels_last=r["channels_last"])
+            optimizer.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            optimizer.step()
+            values = {k: float(v.detach()) for k, v in parts.items()}
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if r["progress"]:
+                steps.set_postfix(loss=f"{values['loss']:.4f}")
+            if r["log_every"] and global_step % r["log_every"] == 0:
+                _log(run_dir, {"epoch": epoch + 1, "step": global_step, "lr": o["lr"] * factor, **values})
+        seconds = time.perf_counter() - t_epoch
+        state["train_seconds"] += seconds
+        record = {"epoch": epoch + 1, "seconds": seconds, **{k: v / steps_per_epoch for k, v in sums.items()}}
+        last = epoch + 1 == o["epochs"]
+        if r["knn_every"] and (epoch + 1) % r["knn_every"] == 0 and not last:
+            record["knn_top1"] = knn_top1(method.encoder.backbone, data, augment, **knn_args)
+            method.train()
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        _log(run_dir, record)
+        if last or (epoch + 1) % r["checkpoint_every"] == 0:
+            atomic_torch_save({
+                "format": 1, "config": cfg, "model": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "sampler_state": sampler.get_state(), "augment_state": aug_gen.get_state(), **state,
+            }, run_dir / CHECKPOINT)
+
+    t0 = time.perf_counter()
+    final_knn = knn_top1(method.encoder.backbone, data, augment, **knn_args)
+    knn_seconds = time.perf_counter() - t0
+    images = state["epoch"] * steps_per_epoch * batch
+    results = read_json(run_dir / RESULTS) if (run_dir / RESULTS).is_file() else {}
+    results.update({
+        "config": cfg,
+        "dataset": cfg["dataset"],
+        "method": method_label(cfg),
+        "epochs": state["epoch"],
+        "knn_top1": final_knn,
+        "knn_top1_random_init": state["knn_top1_random_init"],
+        "timings": {
+            "train_seconds": state["train_seconds"],
+            "seconds_per_epoch": state["train_seconds"] / max(1, len(state["history"])),
+            "images_per_second": images / state["train_seconds"] if state["train_seconds"] else None,
+            "knn_seconds": knn_seconds,
+            "device": str(device),
+        },
+        "history": state["history"],
+        "versions": {"torch": torch.__version__},
+    })
+    atomic_write_text(run_dir / RESULTS, json.dumps(results, indent=2))
+    return results
