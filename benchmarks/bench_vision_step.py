@@ -6,6 +6,13 @@ chunk for the equivariance views, then a host→device copy), on synthetic CIFAR
     uv run python benchmarks/bench_vision_step.py                 # H100: ResNet-18/50, batch 256/512
     uv run python benchmarks/bench_vision_step.py --toy --device cpu --threads 1   # CPU smoke run
 
+A second table estimates the pretraining wall-clock of every Table 1 cell on the GPU it
+runs on: epochs × ⌊training images / batch⌋ × the measured median step time of that
+config's own training step (``method.step`` + backward + optimiser: its backbone,
+batch, image size, SimCLR/MoCo, 2 or 4 views). With ``--toy`` on CPU the same table is
+computed from toy-sized steps (width 8, batch 32, <= 32 px) and labelled CPU TOY: it
+checks the arithmetic, it is not an H100 number.
+
 Columns: pipeline, arch, batch, training images/s (each image makes 2 views, or 4 for
 CARE), ms per step, ms of augmentation per step (batched: measured alone; release: time
 the step waited for the loader plus the CPU equivariance views) and its share of the step.
@@ -135,28 +142,116 @@ def bench_release(model, data, batch, steps, device, n_split, workers, amp):
     return statistics.median(step_ms), statistics.median(wait_ms)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--toy", action="store_true", help="tiny sizes for a CPU smoke run")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the release pipeline")
-    parser.add_argument("--n-split", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--out", help="write the rows as JSON here")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    amp = device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+# --------------------------------------------------------------------------- Table 1 wall-clock estimates
+
+#: Pretraining images per epoch (STL10: train + unlabeled; ImageNet100: the CMC classes' train split).
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "stl10": 105_000, "imagenet100": 126_689}
+STORED_SIZE = {"cifar10": 32, "cifar100": 32, "stl10": 96}  # imagenet100: data.store_size
+TABLE1_METHODS = ("simclr", "moco", "care", "care-moco")
+TOY = ["model.width=8", "optim.batch_size=32", "method.equiv_batch_size=0", "moco.queue_size=256",
+       "moco.key_bn_splits=2", "run.channels_last=false", "run.device=cpu"]
+
+
+def table1_configs(toy: bool) -> list[tuple[str, dict]]:
+    """The resolved config of every Table 1 cell; ``toy`` shrinks the network and the
+    batch (width 8, batch 32, chunks of 8, images at most 32 px) for a CPU run."""
+    from vision_benchmarks.config import load_config
+
+    out = []
+    for dataset in TRAIN_IMAGES:
+        for method in TABLE1_METHODS:
+            name = f"{dataset}_{method}"
+            cfg = load_config(name)
+            if toy:
+                size = min(32, cfg["augment"]["size"])
+                cfg = load_config(name, [*TOY, "method.n_split=4", f"augment.size={size}", f"data.store_size={size}"])
+            out.append((name, cfg))
+    return out
+
+
+def measure_config_step(cfg: dict, device, steps: int, warmup: int = 2) -> float:
+    """Median seconds of one real training step (``method.step`` + backward + optimiser)
+    of ``cfg`` on synthetic uint8 images of the data set's stored size."""
+    from vision_benchmarks.data import ImageData
+    from vision_benchmarks.evaluate import make_optimizer
+    from vision_benchmarks.train import build_all
+
+    o, r = cfg["optim"], cfg["run"]
+    size = STORED_SIZE.get(cfg["dataset"], cfg["data"]["store_size"])
+    n = 2 * o["batch_size"]
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    labels = torch.zeros(n, dtype=torch.int64)
+    data = ImageData(cfg["dataset"], images, labels, images, labels, images, labels, ["0"], MEAN, STD).to(device)
+    method, augment = build_all(cfg, data, device)
+    optimizer = make_optimizer(o["optimizer"], method.trainable_parameters(), lr=o["lr"],
+                               weight_decay=o["weight_decay"], momentum=o["momentum"])
+    amp = r["amp"] and device.type == "cuda"
+    aug_gen = torch.Generator(device=device).manual_seed(1)
+    times = []
+    for step in range(warmup + steps):
+        x = data.train[torch.randperm(n, device=device, generator=aug_gen)[: o["batch_size"]]]
+        sync(device)
+        t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = method.step(x, augment, aug_gen, channels_last=r["channels_last"])["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def estimate_table(device, steps: int, toy: bool, device_name: str, only: str | None = None) -> list[dict]:
+    """Print and return epochs × ⌊images/batch⌋ × measured step time per Table 1 cell
+    (pretraining only: no kNN monitor, no linear probe). Cells whose measured step is
+    the same (same network, input, batch, views and chunks) are timed once."""
+    label = ("CPU TOY: width 8, batch 32, <= 32 px, on " + device_name + " -- NOT an H100 estimate"
+             if toy else f"{device_name}: full Table 1 configs")
+    print(f"\nEstimated pretraining wall-clock per Table 1 cell ({label}); median of {steps} steps")
+    header = (f"{'config':<22} {'arch':<9} {'batch':>5} {'px':>4} {'views':>5} {'step ms':>9} "
+              f"{'steps/ep':>8} {'epochs':>6} {'hours':>8}")
+    print(header + "\n" + "-" * len(header))
+    timed: dict[str, float] = {}
+    rows = []
+    for name, cfg in table1_configs(toy):
+        if only and only not in name:
+            continue
+        m, o = cfg["method"], cfg["optim"]
+        equiv = m["loss"] == "care"
+        key = json.dumps([cfg["model"], cfg["augment"]["size"], STORED_SIZE.get(cfg["dataset"], cfg["data"]["store_size"]),
+                          o["batch_size"], m["framework"], equiv and m["equiv_batch_size"], equiv and m["n_split"],
+                          cfg["moco"]["key_bn_splits"], cfg["moco"]["queue_size"], o["optimizer"]])
+        if key not in timed:
+            try:
+                timed[key] = measure_config_step(cfg, device, steps, warmup=1 if toy else 2)
+            except torch.cuda.OutOfMemoryError:
+                timed[key] = float("nan")
+                torch.cuda.empty_cache()
+        step_s = timed[key]
+        steps_per_epoch = TRAIN_IMAGES[cfg["dataset"]] // o["batch_size"]
+        hours = o["epochs"] * steps_per_epoch * step_s / 3600
+        row = {"config": name, "arch": cfg["model"]["arch"], "width": cfg["model"]["width"],
+               "batch": o["batch_size"], "image_size": cfg["augment"]["size"], "views": 4 if equiv else 2,
+               "step_ms": 1e3 * step_s, "steps_per_epoch": steps_per_epoch, "epochs": o["epochs"],
+               "estimate_hours": hours, "device": device_name, "toy": toy}
+        rows.append(row)
+        print(f"{name:<22} {row['arch']:<9} {row['batch']:>5} {row['image_size']:>4} {row['views']:>5} "
+              f"{row['step_ms']:>9.1f} {steps_per_epoch:>8} {o['epochs']:>6} {hours:>8.2f}")
+    total = sum(r["estimate_hours"] for r in rows)
+    print(f"{'all ' + str(len(rows)) + ' cells':<22} {'':>54} {total:>8.2f}   (nan: out of memory)")
+    return rows
+
+
+def pipeline_table(args, device, amp: bool, name: str) -> list[dict]:
+    """Batched on-device augmentation against the release-style loader (the first table)."""
     if args.toy:
         archs, batches, width, steps, workers, n_images = ["resnet18"], [32], 8, min(args.steps, 3), 0, 256
     else:
         archs, batches, width, steps, workers, n_images = ["resnet18", "resnet50"], [256, 512], 64, args.steps, \
             args.workers, 8192
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; median of {steps} steps; bf16 autocast: {amp}")
     data = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     header = f"{'pipeline':<16} {'arch':<9} {'batch':>5} {'img/s':>8} {'step ms':>9} {'aug ms':>8} {'aug %':>6}"
@@ -177,9 +272,39 @@ def main(argv=None):
                 rows.append(row)
                 print(f"{pipeline:<16} {arch:<9} {batch:>5} {row['images_per_s']:>8.0f} {step_ms:>9.1f} "
                       f"{aug_ms:>8.1f} {100 * row['augment_share']:>5.1f}%")
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--toy", action="store_true", help="tiny sizes for a CPU smoke run")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the release pipeline")
+    parser.add_argument("--n-split", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--no-pipelines", action="store_true", help="skip the batched-vs-release table")
+    parser.add_argument("--no-estimates", action="store_true", help="skip the Table 1 wall-clock estimates")
+    parser.add_argument("--only", help="estimate only the configs whose name contains this, e.g. cifar10_")
+    parser.add_argument("--out", help="write the rows as JSON here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    amp = device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    out = {"pipelines": [] if args.no_pipelines else pipeline_table(args, device, amp, name)}
+    if not args.no_estimates:
+        if device.type != "cuda" and not args.toy:
+            print("\nTable 1 estimates need a GPU (full-size ResNet-50 steps); on CPU pass --toy for the toy table.")
+        else:
+            out["estimates"] = estimate_table(device, min(args.steps, 3) if args.toy else args.steps, args.toy,
+                                              name, args.only)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,14 @@
 
     vision-benchmarks pretrain --config digits_care --out runs/digits_care [--set optim.epochs=10 ...]
     vision-benchmarks linear-probe runs/digits_care [--set probe.epochs=10]
-    vision-benchmarks evaluate runs/digits_care
+    vision-benchmarks evaluate runs/digits_care        # kNN, Wahba/γ_f/cos figures → runs/digits_care/figures
     vision-benchmarks report runs/* [--out report.md]
+    vision-benchmarks sweep runs/* --out sweep/      # λ sweep and ablation figures
     vision-benchmarks download cifar10 --root ./data
     vision-benchmarks configs
+
+Data-parallel pretraining: ``torchrun --nproc_per_node N -m vision_benchmarks.cli pretrain ...``
+(see ``vision_benchmarks/distributed.py``).
 
 ``--config`` takes a file or the name of a shipped config (``vision-benchmarks configs``
 lists them); see ``vision_benchmarks/configs/_base.toml`` for every key.
@@ -22,13 +26,13 @@ CONFIG_FILE = "config.json"
 
 
 def _run_config(run: Path, overrides) -> dict:
-    from vision_benchmarks.config import apply_overrides, validate
+    from vision_benchmarks.config import apply_overrides, fill_defaults, validate
 
     path = run / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {run} a folder written by `vision-benchmarks pretrain`?")
     with open(path) as f:
-        cfg = json.load(f)
+        cfg = fill_defaults(json.load(f))
     apply_overrides(cfg, overrides)
     validate(cfg)
     return cfg
@@ -66,6 +70,8 @@ def cmd_pretrain(args) -> int:
 
     cfg = load_config(args.config, args.set)
     results = pretrain(cfg, args.out)
+    if "knn_top1" not in results:  # a rank > 0 under torchrun: rank 0 reports
+        return 0
     print(f"kNN top-1 {results['knn_top1']:.2f}% (random init {results['knn_top1_random_init']:.2f}%), "
           f"{results['timings']['train_seconds']:.0f} s of training; results in {Path(args.out) / 'results.json'}")
     return 0
@@ -80,8 +86,17 @@ def cmd_linear_probe(args) -> int:
     amp = cfg["run"]["amp"] and device.type == "cuda"
     probe = linear_probe_seeds(method.encoder.backbone, data, augment, cfg["probe"], amp=amp,
                                progress=cfg["run"]["progress"])
-    _update_results(run, {"linear_probe_top1": probe, "probe_config": cfg["probe"]})
+    values = {"linear_probe_top1": probe, "probe_config": cfg["probe"]}
     print(f"linear probe top-1 {probe['mean']:.2f} ± {probe['std']:.2f}% over seeds {probe['seeds']}")
+    if cfg["probe"]["random_init"]:  # the baseline: the run's network before its first step
+        from vision_benchmarks.train import build_all
+
+        initial, _ = build_all(cfg, data, device)
+        baseline = linear_probe_seeds(initial.encoder.backbone, data, augment, cfg["probe"], amp=amp,
+                                      progress=cfg["run"]["progress"])
+        values["linear_probe_top1_random_init"] = baseline
+        print(f"random-init baseline {baseline['mean']:.2f} ± {baseline['std']:.2f}%")
+    _update_results(run, values)
     return 0
 
 
@@ -96,6 +111,28 @@ def cmd_evaluate(args) -> int:
                    temperature=cfg["knn"]["temperature"], amp=amp)
     _update_results(run, {"knn_top1": knn, "knn_config": cfg["knn"]})
     print(f"kNN top-1 {knn:.2f}% (k={cfg['knn']['k']}, temperature={cfg['knn']['temperature']})")
+    if args.knn_only:
+        return 0
+    from vision_benchmarks.measurements import EVALUATION, measure_run
+
+    evaluation = measure_run(run, cfg, method, data, augment, amp=amp)
+    s = evaluation["summary"]
+    gamma = "–" if s["gamma_mean"] is None else f"{s['gamma_mean']:.4g} (median {s['gamma_median']:.4g})"
+    print(f"{s['n']} augmentations on {evaluation['images']} test images: Wahba error mean {s['wahba_mean']:.4f}, "
+          f"max {s['wahba_max']:.4f}; γ_f mean {gamma}; {len(evaluation['training'])} point(s) over training")
+    if "mean_overlap" in evaluation["flowers"]:
+        print(f"Flowers-102 colour-jitter retrieval: mean top-{evaluation['flowers']['k']} overlap "
+              f"{evaluation['flowers']['mean_overlap']:.2f}")
+    print(f"wrote {run / EVALUATION} and {', '.join(evaluation['figures'].values())}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from vision_benchmarks.sweep import write_sweep
+
+    summary = write_sweep(args.runs, args.out)
+    for name, path in summary["figures"].items():
+        print(f"{name}: {path}")
     return 0
 
 
@@ -143,10 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p.set_defaults(func=cmd_linear_probe)
 
-    p = sub.add_parser("evaluate", help="recompute the kNN accuracy of a run's checkpoint")
+    p = sub.add_parser("evaluate", help="kNN accuracy and the paper's measurements (Wahba, γ_f, cos, Flowers-102) "
+                                        "of a run → RUN/evaluation.json, RUN/figures/")
     p.add_argument("run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--knn-only", action="store_true", help="only recompute the kNN accuracy")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sweep", help="figures over several runs: λ sweep (Fig. 8), loss ablations (Fig. 7), "
+                                     "and their measurements side by side")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", required=True, help="folder for sweep.json and the HTML figures")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="table of runs against the paper's Table 1")
     p.add_argument("runs", nargs="+")

@@ -129,6 +129,19 @@ def apply_overrides(cfg: dict, overrides: Iterable[str], schema: dict | None = N
     return cfg
 
 
+def fill_defaults(cfg: dict) -> dict:
+    """Add the keys (and sections) of ``_base.toml`` that ``cfg`` lacks, with their base
+    values, in place: a run folder written before a key existed reads as if it had the
+    default."""
+    base = _base()[0]
+    for section, table in base.items():
+        if isinstance(table, dict):
+            target = cfg.setdefault(section, {})
+            for key, value in table.items():
+                target.setdefault(key, copy.deepcopy(value))
+    return cfg
+
+
 def validate(cfg: dict) -> None:
     """Cross-field checks that the schema's types cannot express."""
     from protein_care.losses import LOSS_VARIANTS
@@ -155,6 +168,8 @@ def validate(cfg: dict) -> None:
         ("optim", "optimizer", ("adam", "sgd")), ("probe", "optimizer", ("adam", "sgd")),
         ("optim", "schedule", ("constant", "cosine", "step")), ("probe", "schedule", ("constant", "cosine", "step")),
         ("method", "equiv_views", ("per-chunk", "release")), ("method", "normalization", ("release", "pair_mean")),
+        ("measure", "space", ("projection", "backbone")), ("measure", "flowers_space", ("projection", "backbone")),
+        ("measure", "flowers_split", ("train", "val", "test")),
     ):
         if cfg[section][key] not in choices:
             raise ConfigError(f"{section}.{key} must be one of {choices}, got {cfg[section][key]!r}")

@@ -15,7 +15,9 @@ the release (``cifar10_cifar100_stl10/main.py``).
   of past keys: ``info_nce_queue(q, k, queue, τ)``; CARE adds λ·L_equi on
   ``f_q(ẽ1), f_q(ẽ2)`` (the release's ImageNet100 code passes them through the query
   encoder). On one device the key encoder runs on ``key_bn_splits`` shuffled sub-batches,
-  so that its BatchNorm cannot see the whole batch (ShuffleBN's purpose).
+  so that its BatchNorm cannot see the whole batch (ShuffleBN's purpose). Under DDP the
+  queue takes the keys of every rank (MoCo's ``concat_all_gather``); the key encoder's
+  sub-batches stay per rank.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 
 from protein_care.losses import combined_loss, equivariance_loss, info_nce_queue, loss_variant
 from vision_benchmarks.augment import BatchAugment
+from vision_benchmarks.distributed import all_gather_cat
 
 
 class SimCLR(nn.Module):
@@ -56,10 +59,14 @@ class SimCLR(nn.Module):
         self.normalization = normalization
         self._embed = encoder.embed
 
+    def use_forward(self, forward: nn.Module) -> None:
+        """Run the training forward passes through ``forward`` (a wrapper of
+        ``self.encoder`` returning ``(h, z)``: ``torch.compile``, DDP, or both)."""
+        self._embed = lambda x: F.normalize(forward(x)[1].float(), dim=1)
+
     def compile(self, **kwargs) -> None:
         """Use ``torch.compile`` for the encoder's forward passes."""
-        compiled = torch.compile(self.encoder, **kwargs)
-        self._embed = lambda x: F.normalize(compiled(x)[1].float(), dim=1)
+        self.use_forward(torch.compile(self.encoder, **kwargs))
 
     def equivariance_views(self, x: Tensor, augment: BatchAugment, generator) -> tuple[Tensor, Tensor]:
         batch = x[: self.equiv_batch_size] if self.equiv_batch_size else x
@@ -121,6 +128,7 @@ class MoCo(SimCLR):
 
     @torch.no_grad()
     def _enqueue(self, keys: Tensor) -> None:
+        keys = all_gather_cat(keys)  # under DDP: every rank's keys, so the queues stay equal
         n, size = keys.shape[0], self.queue.shape[0]
         ptr = int(self.queue_ptr)
         index = (torch.arange(n, device=keys.device) + ptr) % size

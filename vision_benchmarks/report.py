@@ -2,7 +2,8 @@
 
 ``report(run_dirs)`` reads each ``RUN/results.json`` (never recomputes) and renders a
 Markdown table: one row per run with kNN accuracy, the random-init kNN baseline, the
-linear probe (mean ± std over probe seeds), the paper's number for that cell and the
+linear probe (mean ± std over probe seeds) and its random-init baseline (the same
+network before its first step), the paper's number for that cell and the
 gap (measured probe − paper), then the Table 1 grid with the measured value per cell.
 """
 
@@ -45,8 +46,9 @@ def load_results(run_dirs) -> list[tuple[str, dict]]:
 def report(run_dirs) -> str:
     """The Markdown report of the given run folders."""
     rows = [
-        "| run | data set | method | epochs | kNN top-1 | kNN random init | linear probe top-1 | paper | gap |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | data set | method | epochs | kNN top-1 | kNN random init | linear probe top-1 "
+        "| probe random init | paper | gap |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     grid: dict[tuple[str, str], str] = {}
     for run, res in load_results(run_dirs):
@@ -56,10 +58,12 @@ def report(run_dirs) -> str:
         measured = probe["mean"] if probe else None
         gap = measured - paper if measured is not None and paper is not None else None
         probe_text = f"{probe['mean']:.2f} ± {probe['std']:.2f}" if probe else "–"
+        baseline = res.get("linear_probe_top1_random_init")
+        baseline_text = f"{baseline['mean']:.2f} ± {baseline['std']:.2f}" if baseline else "–"
         gap_text = "–" if gap is None else f"{gap:+.2f}"
         rows.append(
             f"| {run} | {dataset} | {METHOD_NAMES.get(method, method)} | {res.get('epochs')} | "
-            f"{_fmt(res.get('knn_top1'))} | {_fmt(res.get('knn_top1_random_init'))} | {probe_text} | "
+            f"{_fmt(res.get('knn_top1'))} | {_fmt(res.get('knn_top1_random_init'))} | {probe_text} | {baseline_text} | "
             f"{_fmt(paper)} | {gap_text} |"
         )
         if measured is not None and (method, dataset) not in grid:

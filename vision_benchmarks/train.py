@@ -13,6 +13,15 @@ Per step: a random batch (no replacement within an epoch, last partial batch dro
 the release), two invariance views, and for CARE two equivariance views, four forward
 passes; bf16 autocast on CUDA when ``run.amp``; channels_last when ``run.channels_last``.
 Learning rate per step from ``optim.schedule`` (release ``adjust_learning_rate``).
+
+``run.snapshot_every = k`` (> 0) also keeps the encoder weights of epoch 0 (before the
+first step), every k-th epoch and the last one in ``snapshots/epoch_XXXX.pt`` (the
+γ_f-over-training curve of Fig. 5 is evaluated on them).
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the run is data-parallel, see
+:mod:`vision_benchmarks.distributed`: rank 0 alone writes the run folder and runs the
+kNN monitor; the checkpoint holds every rank's augmentation-generator state, and a run
+resumes only with the world size it was started with.
 """
 
 from __future__ import annotations
@@ -25,8 +34,9 @@ from pathlib import Path
 
 import torch
 
-from protein_care.devices import resolve_device
+from vision_benchmarks import distributed
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
+from vision_benchmarks.config import fill_defaults
 from vision_benchmarks.data import ImageData, atomic_torch_save, load_dataset
 from vision_benchmarks.evaluate import knn_top1, lr_factor, make_optimizer
 from vision_benchmarks.methods import build_method
@@ -34,11 +44,14 @@ from vision_benchmarks.models import build_encoder
 
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
+SNAPSHOTS = "snapshots"
 #: Keys that may change between a run and its resumption (they do not alter the result).
 RESUME_FREE_KEYS = {
     ("run", "progress"), ("run", "device"), ("run", "threads"), ("run", "checkpoint_every"), ("run", "knn_every"),
-    ("run", "log_every"), ("data", "root"), ("data", "download"), ("optim", "epochs"),
+    ("run", "log_every"), ("run", "snapshot_every"), ("data", "root"), ("data", "download"), ("optim", "epochs"),
 }
+#: Sections that only configure evaluation (never the weights).
+RESUME_FREE_SECTIONS = {"measure"}
 
 
 def method_label(cfg: dict) -> str:
@@ -51,9 +64,20 @@ def method_label(cfg: dict) -> str:
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_json(path: Path) -> dict:
@@ -77,8 +101,14 @@ def load_data(cfg: dict) -> ImageData:
     return data.subset(d["train_subset"] or None, d["test_subset"] or None)
 
 
-def build_all(cfg: dict, data: ImageData, device: torch.device):
-    """Encoder, method and augmentation of a run, on ``device`` (seeded by run.seed)."""
+def build_all(cfg: dict, data: ImageData, device: torch.device, world_size: int = 1):
+    """Encoder, method and augmentation of a run, on ``device`` (seeded by run.seed);
+    with ``world_size`` > 1 the method gets one rank's share of the batch sizes
+    (:func:`vision_benchmarks.distributed.local_sizes`)."""
+    if world_size > 1:
+        sizes = distributed.local_sizes(cfg, world_size)
+        cfg = {**cfg, "method": {**cfg["method"], "n_split": sizes["n_split"],
+                                 "equiv_batch_size": sizes["equiv_batch_size"]}}
     torch.manual_seed(cfg["run"]["seed"])
     m = cfg["model"]
     encoder = build_encoder(m["arch"], cifar_stem=m["cifar_stem"], width=m["width"],
@@ -93,7 +123,7 @@ def build_all(cfg: dict, data: ImageData, device: torch.device):
 def config_differences(old: dict, new: dict) -> list[str]:
     """Dotted keys whose values differ, ignoring :data:`RESUME_FREE_KEYS`."""
     diffs = []
-    for section in sorted(set(old) | set(new)):
+    for section in sorted((set(old) | set(new)) - RESUME_FREE_SECTIONS):
         a, b = old.get(section), new.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
             for key in sorted(set(a) | set(b)):
@@ -108,60 +138,93 @@ def load_checkpoint(run_dir: Path, device=None) -> dict:
     return torch.load(Path(run_dir) / CHECKPOINT, map_location=device or "cpu", weights_only=True)
 
 
+def snapshot_paths(run_dir: Path) -> list[Path]:
+    """The run's encoder snapshots (``run.snapshot_every``), by epoch."""
+    return sorted((Path(run_dir) / SNAPSHOTS).glob("epoch_*.pt"))
+
+
+def _save_snapshot(run_dir: Path, method, epoch: int) -> None:
+    atomic_torch_save({"epoch": epoch, "encoder": method.encoder.state_dict()},
+                      run_dir / SNAPSHOTS / f"epoch_{epoch:04d}.pt")
+
+
 def _log(run_dir: Path, record: dict) -> None:
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
 def pretrain(cfg: dict, run_dir: str | Path, data: ImageData | None = None) -> dict:
-    """Pretrain (or resume) the run described by ``cfg`` in ``run_dir``; returns results."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Pretrain (or resume) the run described by ``cfg`` in ``run_dir``; returns results
+    (on every rank; only rank 0 writes them)."""
+    ctx = distributed.setup(cfg["run"]["device"])
+    try:
+        return _pretrain(cfg, Path(run_dir), data, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed.DistContext) -> dict:
     r, o = cfg["run"], cfg["optim"]
-    device = resolve_device(r["device"])
+    device, main = ctx.device, ctx.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if r["threads"]:
         torch.set_num_threads(r["threads"])
+    batch = distributed.local_sizes(cfg, ctx.world_size)["batch_size"]  # this rank's share
     data = (data or load_data(cfg)).to(device)
-    method, augment = build_all(cfg, data, device)
+    method, augment = build_all(cfg, data, device, ctx.world_size)
+    if r["sync_bn"] and ctx.distributed:
+        method.encoder = distributed.convert_sync_batchnorm(method.encoder, device)
+    forward = distributed.wrap_ddp(method.encoder, ctx) if ctx.distributed else method.encoder
     if r["compile"]:
-        method.compile()
+        forward = torch.compile(forward)
+    if forward is not method.encoder:
+        method.use_forward(forward)
     optimizer = make_optimizer(o["optimizer"], method.trainable_parameters(), lr=o["lr"],
                                weight_decay=o["weight_decay"], momentum=o["momentum"])
-    n, batch = data.train.shape[0], o["batch_size"]
-    steps_per_epoch = n // batch
+    n = data.train.shape[0]
+    steps_per_epoch = n // ctx.world_size // batch
     if steps_per_epoch < 1:
-        raise ValueError(f"optim.batch_size={batch} exceeds the {n} training images")
+        raise ValueError(f"optim.batch_size={o['batch_size']} exceeds the {n} training images")
     amp = r["amp"] and device.type == "cuda"
     knn_args = dict(k=cfg["knn"]["k"], temperature=cfg["knn"]["temperature"], amp=amp)
-    sampler = torch.Generator().manual_seed(r["seed"])  # batch order (CPU)
-    aug_gen = torch.Generator(device=device).manual_seed(r["seed"] + 1)  # augmentation parameters
+    sampler = torch.Generator().manual_seed(r["seed"])  # batch order (CPU), the same on every rank
+    aug_gen = torch.Generator(device=device).manual_seed(r["seed"] + 1 + ctx.rank)  # augmentation parameters
 
     state = {"epoch": 0, "knn_top1_random_init": None, "train_seconds": 0.0, "history": []}
     if (run_dir / CHECKPOINT).is_file():
         ckpt = load_checkpoint(run_dir, device)
-        diffs = config_differences(ckpt["config"], cfg)
+        diffs = config_differences(fill_defaults(ckpt["config"]), cfg)
         if diffs:
             raise ValueError(f"{run_dir} holds a run with another config ({'; '.join(diffs)}); use another --out")
+        if ckpt.get("world_size", 1) != ctx.world_size:
+            raise ValueError(f"{run_dir} was trained by {ckpt.get('world_size', 1)} process(es); resume it with "
+                             f"as many (now {ctx.world_size})")
         method.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         sampler.set_state(ckpt["sampler_state"])
-        aug_gen.set_state(ckpt["augment_state"])
+        aug_gen.set_state(ckpt.get("augment_states", [ckpt["augment_state"]])[ctx.rank])
         state = {k: ckpt[k] for k in state}
-    else:
+    elif main:
         t0 = time.perf_counter()
         state["knn_top1_random_init"] = knn_top1(method.encoder.backbone, data, augment, **knn_args)
         _log(run_dir, {"epoch": 0, "knn_top1_random_init": state["knn_top1_random_init"],
                        "seconds": time.perf_counter() - t0})
-    atomic_write_text(run_dir / "config.json", json.dumps(cfg, indent=2))
+        if r["snapshot_every"]:
+            _save_snapshot(run_dir, method, 0)
+    if main:
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg, indent=2))
+    distributed.barrier(ctx)
 
     total_steps = o["epochs"] * steps_per_epoch
     warmup = o["warmup_epochs"] / max(1, o["epochs"])
     method.train()
     for epoch in range(state["epoch"], o["epochs"]):
         t_epoch = time.perf_counter()
-        order = torch.randperm(n, generator=sampler).to(device)
+        order = torch.randperm(n, generator=sampler)
+        batches = distributed.shard_batches(order, batch, ctx.rank, ctx.world_size).to(device)
         steps = range(steps_per_epoch)
-        if r["progress"]:
+        if r["progress"] and main:
             from tqdm import tqdm
             steps = tqdm(steps, desc=f"epoch {epoch + 1}/{o['epochs']}", leave=False)
         sums: dict[str, float] = {}
@@ -171,39 +234,48 @@ def pretrain(cfg: dict, run_dir: str | Path, data: ImageData | None = None) -> d
                                milestones=o["milestones"], gamma=o["gamma"], epoch=epoch)
             for group in optimizer.param_groups:
                 group["lr"] = o["lr"] * factor
-            x = data.train[order[step * batch:(step + 1) * batch]]
+            x = data.train[batches[step]]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 parts = method.step(x, augment, aug_gen, channels_last=r["channels_last"])
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
             optimizer.step()
-            values = {k: float(v.detach()) for k, v in parts.items()}
+            values = {k: float(v.detach()) for k, v in parts.items()}  # rank 0's own loss parts
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
-            if r["progress"]:
+            if r["progress"] and main:
                 steps.set_postfix(loss=f"{values['loss']:.4f}")
-            if r["log_every"] and global_step % r["log_every"] == 0:
+            if main and r["log_every"] and global_step % r["log_every"] == 0:
                 _log(run_dir, {"epoch": epoch + 1, "step": global_step, "lr": o["lr"] * factor, **values})
         seconds = time.perf_counter() - t_epoch
         state["train_seconds"] += seconds
         record = {"epoch": epoch + 1, "seconds": seconds, **{k: v / steps_per_epoch for k, v in sums.items()}}
         last = epoch + 1 == o["epochs"]
-        if r["knn_every"] and (epoch + 1) % r["knn_every"] == 0 and not last:
+        if main and r["knn_every"] and (epoch + 1) % r["knn_every"] == 0 and not last:
             record["knn_top1"] = knn_top1(method.encoder.backbone, data, augment, **knn_args)
             method.train()
         state["history"].append(record)
         state["epoch"] = epoch + 1
-        _log(run_dir, record)
         if last or (epoch + 1) % r["checkpoint_every"] == 0:
-            atomic_torch_save({
-                "format": 1, "config": cfg, "model": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "sampler_state": sampler.get_state(), "augment_state": aug_gen.get_state(), **state,
-            }, run_dir / CHECKPOINT)
+            augment_states = distributed.gather_objects(aug_gen.get_state(), ctx)  # a collective: every rank
+            if main:
+                atomic_torch_save({
+                    "format": 2, "config": cfg, "world_size": ctx.world_size, "model": method.state_dict(),
+                    "optimizer": optimizer.state_dict(), "sampler_state": sampler.get_state(),
+                    "augment_state": augment_states[0], "augment_states": augment_states, **state,
+                }, run_dir / CHECKPOINT)
+        if main:
+            _log(run_dir, record)
+            if r["snapshot_every"] and (last or (epoch + 1) % r["snapshot_every"] == 0):
+                _save_snapshot(run_dir, method, epoch + 1)
+        distributed.barrier(ctx)
 
+    if not main:
+        return {"epochs": state["epoch"], "rank": ctx.rank}
     t0 = time.perf_counter()
     final_knn = knn_top1(method.encoder.backbone, data, augment, **knn_args)
     knn_seconds = time.perf_counter() - t0
-    images = state["epoch"] * steps_per_epoch * batch
+    images = state["epoch"] * steps_per_epoch * batch * ctx.world_size
     results = read_json(run_dir / RESULTS) if (run_dir / RESULTS).is_file() else {}
     results.update({
         "config": cfg,
@@ -218,6 +290,7 @@ def pretrain(cfg: dict, run_dir: str | Path, data: ImageData | None = None) -> d
             "images_per_second": images / state["train_seconds"] if state["train_seconds"] else None,
             "knn_seconds": knn_seconds,
             "device": str(device),
+            "world_size": ctx.world_size,
         },
         "history": state["history"],
         "versions": {"torch": torch.__version__},

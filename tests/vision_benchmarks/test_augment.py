@@ -70,6 +70,36 @@ def test_gaussian_blur_matches_torchvision_per_sigma(images):
         _per_image(ours, lambda x, s: TF.gaussian_blur(x, [kernel, kernel], [float(s)] * 2), images, sigma)
 
 
+def _cv2_gaussian_blur_reference(image_hwc, ksize: int, sigma: float):
+    """``cv2.GaussianBlur(image, (k, k), sigma)`` as OpenCV documents it, in float64 numpy
+    (no cv2 needed): ``getGaussianKernel`` G_i = α·exp(−(i − (k−1)/2)² / 2σ²) with Σ G_i = 1,
+    sigmaY = sigmaX, separable, ``BORDER_REFLECT_101`` (gfedcb|abcdefgh|gfedcba), which is
+    numpy's ``reflect``."""
+    import numpy as np
+
+    offsets = np.arange(ksize) - (ksize - 1) / 2
+    g = np.exp(-offsets ** 2 / (2 * sigma ** 2))
+    g /= g.sum()
+    h, w, _ = image_hwc.shape
+    pad = ksize // 2
+    x = np.pad(image_hwc.astype(np.float64), ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    rows = sum(g[j] * x[:, j:j + w] for j in range(ksize))
+    return sum(g[j] * rows[j:j + h] for j in range(ksize))
+
+
+def test_gaussian_blur_equals_the_release_cv2_blur_in_float(images):
+    """The release blurs with cv2.GaussianBlur(img, (3, 3), σ) on uint8 numpy images; on
+    float images that filter is the documented one above. (cv2's uint8 path quantises the
+    kernel to fixed point and rounds its output, a difference this test cannot see.)"""
+    sigma = torch.tensor([0.1, 0.5, 1.0, 1.5, 2.0, 0.8])
+    for kernel in (3, 5):
+        ours = A.gaussian_blur(images, sigma, kernel)
+        for k in range(images.shape[0]):
+            reference = _cv2_gaussian_blur_reference(images[k].permute(1, 2, 0).numpy(), kernel, float(sigma[k]))
+            torch.testing.assert_close(ours[k].permute(1, 2, 0).double(), torch.from_numpy(reference),
+                                       atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("shape", [(32, 32), (96, 96), (40, 28)])
 def test_resized_crop_matches_torchvision_antialiased_bilinear(shape, gen):
     """Upsampling (crop < 32) and downsampling (STL10's 96 → 32) alike."""

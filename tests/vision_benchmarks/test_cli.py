@@ -29,6 +29,7 @@ def test_pretrain_probe_evaluate_report_round_trip(tmp_path, capsys):
     results = json.loads((run / "results.json").read_text())
     assert set(results["linear_probe_top1"]) >= {"mean", "std", "per_seed"}
     assert len(results["linear_probe_top1"]["per_seed"]) == 2
+    assert len(results["linear_probe_top1_random_init"]["per_seed"]) == 2  # the untrained network's probe
     assert main(["evaluate", str(run), "--set", "knn.k=3"]) == 0
     assert json.loads((run / "results.json").read_text())["knn_config"]["k"] == 3
     capsys.readouterr()
