@@ -18,6 +18,8 @@ COMMANDS: tuple[str, ...] = (
     "selfcheck",
     "fetch_pdb",
     "build_dataset",
+    "train",
+    "build_dataset",
 )
 
 

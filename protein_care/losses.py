@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-NORMALIZATIONS = ("release", "pair_mean")
+from protein_care.options import NORMALIZATIONS
 
 
 # --------------------------------------------------------------------------- checks

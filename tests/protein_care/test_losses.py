@@ -306,3 +306,10 @@ def test_modules_validate_settings_and_follow_device_moves():
     module = EquivarianceLoss(2, form=minkowski_form(4)).to(torch.float64)
     z = unit_rows(4, 4, 0)
     assert module(z, z) == 0
+
+
+def test_cli_loss_names_mirror_the_loss_table():
+    from protein_care.options import LOSS_NAMES, NORMALIZATIONS as OPTION_NORMALIZATIONS
+
+    assert tuple(LOSS_VARIANTS) == LOSS_NAMES
+    assert losses.NORMALIZATIONS == OPTION_NORMALIZATIONS

@@ -1,0 +1,200 @@
+r"""Permutation-invariant set encoders of point clouds onto the unit sphere.
+
+One architecture, three aggregations (the encoders differ only in how points are
+pooled, as in PyG's ``DeepSetsAggregation`` design):
+
+.. math::
+    f(X) = \frac{W\,\rho\big(\mathrm{AGG}_{i \in X}\ \phi(u(p_i, t_i))\big)}
+                {\lVert W\,\rho(\cdot)\rVert}
+
+with ``u`` the per-point input (:class:`~protein_care.models.features.PointFeatures`:
+coordinates centred on the cloud's centroid and divided by one global length scale,
+optionally their quadratic monomials and a residue-type embedding), φ a per-point MLP,
+AGG a torch-geometric aggregation over the points of each cloud, ρ an MLP and ``W`` a
+linear projection to ``dim``.
+
+- ``deepset`` (Zaheer et al. 2017): AGG = mean (``--pool`` picks mean, sum, max or mean+max).
+- ``set-transformer`` (Lee et al. 2019): AGG = PyG ``SetTransformerAggregation``
+  (self-attention blocks over the points of each cloud, then pooling by attention to one
+  seed; cost grows with the square of the cloud size).
+- ``pointnet`` (Qi et al. 2017): AGG = max.
+
+Inputs are PyG batches as they are (``pos`` [N, 3], ``x`` [N], ``batch`` [N], sorted by
+cloud): no padding in this interface.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import aggr
+
+from protein_care.models.features import PointFeatures
+from protein_care.options import EMBEDDINGS, ENCODERS, MODEL_DEFAULTS, NORMS, POOLS
+
+
+
+def mlp(channels: list[int], *, final_activation: bool = True) -> nn.Sequential:
+    """Linear layers of the given widths with SiLU between them (and after the last
+    when ``final_activation``)."""
+    layers: list[nn.Module] = []
+    for k, (a, b) in enumerate(zip(channels[:-1], channels[1:])):
+        layers.append(nn.Linear(a, b))
+        if final_activation or k < len(channels) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+def make_aggregation(encoder: str, pool: str, hidden: int, heads: int = 4, blocks: int = 1) -> tuple[aggr.Aggregation, int]:
+    """The aggregation module of ``encoder`` and the width of its output."""
+    if encoder == "set-transformer":
+        if hidden % heads:
+            raise ValueError(f"hidden={hidden} must be divisible by heads={heads} for the set transformer")
+        module = aggr.SetTransformerAggregation(
+            hidden, num_seed_points=1, num_encoder_blocks=blocks, num_decoder_blocks=1, heads=heads, layer_norm=True,
+        )
+        return module, hidden
+    if encoder == "pointnet":
+        return aggr.MaxAggregation(), hidden
+    if encoder != "deepset":
+        raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    if pool == "mean+max":
+        return aggr.MultiAggregation(["mean", "max"]), 2 * hidden
+    return {"mean": aggr.MeanAggregation, "sum": aggr.SumAggregation, "max": aggr.MaxAggregation}[pool](), hidden
+
+
+class Encoder(nn.Module):
+    """Base of the encoders: ``forward(pos, x, batch, num_graphs) -> (B, dim)`` with
+    L2-normalised rows. ``config`` holds the architecture keys it was built from."""
+
+    dim: int
+    config: dict
+
+    @property
+    def uses_residue_features(self) -> bool:
+        return self.trunk.features.uses_residue_features  # type: ignore[attr-defined]
+
+
+class SetTrunk(nn.Module):
+    """``ρ(AGG φ(u(p, t)))``: the shared part of the encoders, ``(N points) -> (B, width)``.
+
+    Args:
+        features: the per-point input module.
+        phi: per-point network φ.
+        aggregation: a torch-geometric aggregation over points by cloud index.
+        rho: network ρ on the pooled vector.
+        norm: optional module on the pooled vectors before ρ (``--norm batch``:
+            ``BatchNorm1d``, which standardises the pooled features across the clouds of
+            a batch; in eval mode it is a fixed affine map from running statistics).
+    """
+
+    def __init__(
+        self,
+        features: PointFeatures,
+        phi: nn.Module,
+        aggregation: aggr.Aggregation,
+        rho: nn.Module,
+        norm: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.features, self.phi, self.aggregation, self.rho = features, phi, aggregation, rho
+        self.norm = norm if norm is not None else nn.Identity()
+
+    def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int) -> Tensor:
+        h = self.phi(self.features(pos, x))  # (N, hidden)
+        pooled = self.aggregation(h, batch, dim_size=num_graphs)  # (B, pool width)
+        return self.rho(self.norm(pooled))  # (B, hidden)
+
+
+class SetEncoder(Encoder):
+    """A set trunk and one linear projection to ``dim``, L2-normalised."""
+
+    def __init__(self, trunk: SetTrunk, width: int, dim: int, config: dict | None = None):
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(width, dim)
+        self.dim = dim
+        self.config = dict(config or {})
+
+    def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int) -> Tensor:
+        return F.normalize(self.head(self.trunk(pos, x, batch, num_graphs)), dim=1)  # (B, dim)
+
+
+class SplitEncoder(Encoder):
+    r"""Two embedding blocks on one trunk (``--embedding split``).
+
+    Block A (``dim/2``) is meant to be trained to be rotation-*invariant* (InfoNCE on
+    views with independent Haar rotations); block B (``dim/2``) to carry the rotation
+    (CARE on rotation-free invariance views, Haar rotations per chunk for the
+    equivariance views). Each block is L2-normalised and the concatenation is scaled by
+    1/√2, so the whole embedding has unit norm and cosine similarities average the two
+    blocks' cosines: :math:`z = [z_A; z_B]/\sqrt2`.
+    """
+
+    def __init__(self, trunk: SetTrunk, width: int, dim: int, config: dict | None = None):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"--embedding split needs an even dim, got {dim}")
+        self.trunk = trunk
+        self.head_a = nn.Linear(width, dim // 2)
+        self.head_b = nn.Linear(width, dim // 2)
+        self.dim = dim
+        self.config = dict(config or {})
+
+    def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, *, blocks: bool = False):
+        """``(B, dim)`` unit rows, or with ``blocks=True`` the two unit blocks
+        ``(z_A, z_B)``, each ``(B, dim/2)``."""
+        h = self.trunk(pos, x, batch, num_graphs)
+        z_a = F.normalize(self.head_a(h), dim=1)  # (B, dim/2), invariant block
+        z_b = F.normalize(self.head_b(h), dim=1)  # (B, dim/2), equivariant block
+        if blocks:
+            return z_a, z_b
+        return torch.cat([z_a, z_b], dim=1) / math.sqrt(2.0)
+
+
+
+
+def model_config(config: dict) -> dict:
+    """The architecture keys of ``config`` with defaults filled in."""
+    return {key: config.get(key, default) for key, default in MODEL_DEFAULTS.items()}
+
+
+def build_encoder(config: dict) -> Encoder:
+    """The encoder a run config describes (missing keys take :data:`MODEL_DEFAULTS`).
+
+    Keys: ``encoder`` (deepset | set-transformer | pointnet), ``dim``, ``hidden``,
+    ``phi_layers``, ``rho_layers``, ``pool`` (deepset only), ``point_features``
+    (xyz | xyz+quadratic), ``use_residue_features``, ``num_residue_types``,
+    ``residue_embedding_dim``, ``heads`` and ``set_transformer_blocks`` (set-transformer),
+    ``embedding`` (single | split), ``norm`` (batch | none: normalisation of the pooled
+    vectors). Parameters are drawn from torch's global RNG; see
+    :func:`protein_care.runs.initial_encoder` for the seeded construction.
+    """
+    cfg = model_config(config)
+    if cfg["embedding"] not in EMBEDDINGS:
+        raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {cfg['embedding']!r}")
+    for key in ("dim", "hidden", "phi_layers", "rho_layers"):
+        if int(cfg[key]) < 1:
+            raise ValueError(f"{key} must be >= 1, got {cfg[key]!r}")
+    hidden = int(cfg["hidden"])
+    features = PointFeatures(
+        cfg["point_features"],
+        int(cfg["num_residue_types"]) if cfg["use_residue_features"] else 0,
+        int(cfg["residue_embedding_dim"]),
+    )
+    phi = mlp([features.out_channels] + [hidden] * int(cfg["phi_layers"]))
+    aggregation, pooled = make_aggregation(
+        cfg["encoder"], cfg["pool"], hidden, int(cfg["heads"]), int(cfg["set_transformer_blocks"])
+    )
+    rho = mlp([pooled] + [hidden] * int(cfg["rho_layers"]))
+    if cfg["norm"] not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {cfg['norm']!r}")
+    norm = nn.BatchNorm1d(pooled) if cfg["norm"] == "batch" else None
+    trunk = SetTrunk(features, phi, aggregation, rho, norm)
+    cls = SplitEncoder if cfg["embedding"] == "split" else SetEncoder
+    return cls(trunk, hidden, int(cfg["dim"]), cfg)

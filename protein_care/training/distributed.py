@@ -1,0 +1,90 @@
+"""DistributedDataParallel set-up from ``torchrun``'s environment.
+
+``protein-care train`` under ``torchrun --nproc-per-node K`` finds ``WORLD_SIZE`` > 1
+and joins a process group (NCCL on CUDA, gloo on CPU); each rank takes its shard of
+every epoch (see :func:`protein_care.training.data.epoch_batches`), forms its own
+equivariance chunks, and DDP averages the gradients. InfoNCE negatives are the rank's
+own batch (no all-gather). Without those variables everything runs in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from protein_care.devices import resolve_device
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands: ``rank`` of ``world_size``, its ``device``."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device_name: str = "auto") -> DistContext:
+    """Join the process group when launched by torchrun (or with RANK/WORLD_SIZE set);
+    pick the device (``cuda:LOCAL_RANK`` for CUDA ranks)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world_size <= 1:
+        return DistContext(device=device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
+    return DistContext(rank, world_size, local_rank, device)
+
+
+def teardown(ctx: DistContext) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def any_rank(ctx: DistContext, flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any (so all ranks stop together)."""
+    if not ctx.distributed:
+        return flag
+    device = ctx.device if ctx.device.type == "cuda" else torch.device("cpu")
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def broadcast_buffers(model: torch.nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank. DDP does this
+    at the start of each forward; after the last step the ranks' statistics differ by
+    their own last update until this is called."""
+    if ctx.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
+def wrap_ddp(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)

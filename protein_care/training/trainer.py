@@ -1,0 +1,306 @@
+"""The CARE training loop for point-cloud encoders.
+
+One step (batch of B clouds per process):
+
+1. gather the clouds from the packed store tensors (:class:`PackedClouds`, on device);
+2. augment on device, batched: two invariance views (``--inv-augment``: Haar rotation
+   per cloud, small rotations, or rotation-free point augmentations) and, when the loss
+   has an equivariance term, two equivariance views (one Haar rotation per chunk of
+   B / n_split clouds);
+3. ONE forward pass over all views stacked into one batch (fewer, larger kernels than
+   four passes; with ``--norm batch`` the pooled vectors are normalised over all views
+   of the step together, as in a SimCLR forward of the concatenated views);
+4. the loss core (:func:`protein_care.losses.combined_loss`) and an AdamW step.
+
+``--embedding split``: block A gets InfoNCE on Haar-rotated invariance views; block B
+gets ``--loss`` (CARE by default) on ``--inv-augment`` views (``points`` by default)
+plus Haar per-chunk equivariance views; the loss is the sum of the two.
+
+Randomness of step s on rank r comes from a generator seeded with (seed, r, s), and the
+data order from (seed, epoch): a resumed run replays the same batches and views.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from protein_care import __version__
+from protein_care.augment import View, concat_views, equivariance_views, invariance_views
+from protein_care.devices import resolve_device
+from protein_care.losses import combined_loss, loss_variant
+from protein_care.runs import (
+    CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, initial_encoder, read_config, snapshot_path, write_json_atomic,
+)
+from protein_care.training import distributed
+from protein_care.training.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state, unwrap_model
+from protein_care.training.config import derive, resume_mismatches, validate, with_defaults
+from protein_care.training.data import (
+    PackedClouds, epoch_batches, open_store, split_indices, store_config_hash, store_num_residue_types,
+)
+from protein_care.training.optim import build_optimizer
+
+
+def step_generator(device: torch.device, seed: int, rank: int, step: int) -> torch.Generator:
+    """The augmentation RNG of one step: a function of (seed, rank, step) only."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed((seed * 1_000_003 + rank * 10_007 + step) % (2**63 - 1))
+    return generator
+
+
+class Trainer:
+    """Holds the model, optimizer, data and settings of one process.
+
+    Args:
+        config: the run config (values over the defaults; see
+            :mod:`protein_care.training.config`).
+        store: a ``PointCloudStore``, its path, or an object with its interface; defaults
+            to ``config["store"]``.
+        ctx: the distributed context (one process by default).
+    """
+
+    def __init__(self, config: dict, *, store=None, ctx: distributed.DistContext | None = None):
+        self.ctx = ctx or distributed.DistContext(device=resolve_device(config.get("device") or "auto"))
+        config = with_defaults(config)
+        validate(config)
+        store_obj = open_store(store if store is not None else config["store"])
+        indices = split_indices(store_obj, config["split"])
+        packed = PackedClouds.from_store(store_obj, indices)
+        self.config = derive(
+            config,
+            train_size=len(packed),
+            world_size=self.ctx.world_size,
+            length_scale=packed.mean_radius_of_gyration(),
+            num_residue_types=store_num_residue_types(store_obj),
+        )
+        store_path = getattr(store_obj, "path", None) or (config["store"] if isinstance(config["store"], (str, Path)) else None)
+        self.config["store_path"] = str(Path(store_path).resolve()) if store_path else None
+        self.config["store_config_hash"] = store_config_hash(store_obj)
+        self.config["versions"] = {"protein_care": __version__, "torch": torch.__version__}
+        self.config["device_name"] = (
+            f"{self.ctx.device} ({torch.cuda.get_device_name(self.ctx.device)})" if self.ctx.device.type == "cuda" else "cpu"
+        )
+        self.device = self.ctx.device
+        self.data = packed.to(self.device)
+        self.variant = loss_variant(self.config["loss"])
+        self.split = self.config["embedding"] == "split"
+        self.model = initial_encoder(self.config).to(self.device)
+        self.ddp_model = distributed.wrap_ddp(self.model, self.ctx)
+        self.forward = torch.compile(self.ddp_model, dynamic=True) if self.config["compile"] else self.ddp_model
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.config)
+        self.amp = bool(self.config["amp"]) and self.device.type == "cuda"
+        self.step, self.epoch, self.batch_in_epoch, self.elapsed_before = 0, 0, 0, 0.0
+
+    # ------------------------------------------------------------------ one step
+
+    def make_views(self, indices: torch.Tensor, step: int) -> list[View]:
+        """Data loading and augmentation for one step (everything before the forward)."""
+        cfg = self.config
+        pos, x, batch = self.data.gather(indices)
+        x = x if cfg["use_residue_features"] else None
+        b = indices.numel()
+        g = step_generator(self.device, cfg["seed"], self.ctx.rank, step)
+        common = dict(length_scale=cfg["length_scale"], generator=g)
+        augment = dict(max_angle=cfg["max_angle"], jitter=cfg["jitter"], keep_fraction=cfg["keep_fraction"])
+        views: list[View] = []
+        if self.split:  # block A: Haar-rotated invariance views
+            views += invariance_views(pos, x, batch, b, mode="rotation", **common, **augment)
+        views += invariance_views(pos, x, batch, b, mode=cfg["inv_augment"], **common, **augment)
+        if self.variant.needs_equivariance_views:
+            views += equivariance_views(pos, x, batch, b, n_split=cfg["n_split"], **common)
+        return views
+
+    def compute_loss(self, views: list[View]) -> dict[str, torch.Tensor]:
+        """One forward over the stacked views, then the loss core."""
+        cfg = self.config
+        stacked = concat_views(views)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+        kw = dict(temperature=cfg["temperature"], lam=cfg["lam"], n_split=cfg["n_split"], normalization=cfg["normalization"])
+        with autocast:  # the loss core runs outside, in float32
+            if not self.split:
+                z = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs)
+            else:
+                z_a, z_b = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs, blocks=True)
+        if not self.split:
+            return combined_loss(cfg["loss"], *z.float().chunk(len(views)), **kw)
+        a = z_a.float().chunk(len(views))[:2]  # block A: the Haar-rotated invariance views
+        b = z_b.float().chunk(len(views))[2:]  # block B: its invariance (+ equivariance) views
+        parts_a = combined_loss("simclr", *a, **kw)
+        parts_b = combined_loss(cfg["loss"], *b, **kw)
+        out = {f"a/{k}": v for k, v in parts_a.items() if k != "loss"}
+        out.update({f"b/{k}": v for k, v in parts_b.items() if k != "loss"})
+        out["loss"] = parts_a["loss"] + parts_b["loss"]
+        return out
+
+    def optimize(self, views: list[View]) -> dict[str, torch.Tensor]:
+        """Forward, backward and one optimizer + scheduler step; returns detached parts."""
+        self.ddp_model.train()
+        parts = self.compute_loss(views)
+        self.optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {k: v.detach() for k, v in parts.items()}
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "elapsed_s": self.elapsed_before + (time.perf_counter() - self._start if hasattr(self, "_start") else 0.0),
+        }
+
+    def load_state(self, payload: dict) -> None:
+        unwrap_model(self.model).load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        set_rng_state(payload["rng"])
+        self.step, self.epoch = int(payload["step"]), int(payload["epoch"])
+        self.batch_in_epoch, self.elapsed_before = int(payload["batch_in_epoch"]), float(payload["elapsed_s"])
+
+    def save(self, run_dir: Path, *, snapshot: bool = False) -> None:
+        """Write ``checkpoint.pt`` (and the step's snapshot) on rank 0."""
+        if self.ctx.is_main:
+            state = self.state()
+            atomic_save(state, run_dir / CHECKPOINT_NAME)
+            if snapshot:
+                atomic_save({"model": state["model"], "step": self.step, "epoch": self.epoch}, snapshot_path(run_dir, self.step))
+        distributed.barrier(self.ctx)
+
+    # ------------------------------------------------------------------ loop
+
+    def prepare_run_dir(self, run_dir: Path, resume: bool) -> None:
+        """Refuse to overwrite a run; on ``resume`` check the settings and load the
+        checkpoint; write ``config.json``; drop metrics logged after the checkpoint."""
+        ckpt = run_dir / CHECKPOINT_NAME
+        if ckpt.is_file() and not resume:
+            raise ValueError(f"--out {run_dir} already holds a run (pass --resume to continue it, or choose another folder)")
+        if resume and ckpt.is_file():
+            mismatched = resume_mismatches(read_config(run_dir), self.config)
+            if mismatched:
+                raise ValueError(f"--resume: these settings differ from the run in {run_dir}: {', '.join(mismatched)}")
+            self.load_state(load_checkpoint(ckpt))
+        if self.ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # left by a killed writer
+                stale.unlink(missing_ok=True)
+            write_json_atomic(self.config, run_dir / CONFIG_NAME)
+            _truncate_metrics(run_dir / METRICS_NAME, self.step)
+        distributed.barrier(self.ctx)
+
+    def run(self, run_dir, *, resume: bool = False, stop_at_step: int | None = None, progress: bool | None = None) -> dict:
+        """Train until the planned ``total_steps``, or until ``max_minutes`` have passed
+        (or ``stop_at_step``, which stops like a preemption: for tests), checkpointing
+        every ``checkpoint_every`` steps and at the snapshot steps; returns a summary."""
+        cfg = self.config
+        run_dir = Path(run_dir)
+        self.prepare_run_dir(run_dir, resume)
+        total = cfg["total_steps"]
+        bar = _progress(total, self.step, enabled=(cfg["progress"] if progress is None else progress) and self.ctx.is_main)
+        self._start = time.perf_counter()
+        deadline = self._start + 60 * cfg["max_minutes"] if cfg["max_minutes"] else None
+        self._window, self._window_start = {}, time.perf_counter()
+        stopped = False
+        while self.step < total and not stopped:
+            batches = epoch_batches(cfg["train_size"], cfg["batch_size"], seed=cfg["seed"], epoch=self.epoch,
+                                    rank=self.ctx.rank, world_size=self.ctx.world_size)
+            epoch = self.epoch
+            while self.epoch == epoch and self.step < total:  # the rest of this epoch
+                self.train_one(batches[self.batch_in_epoch])
+                bar.update(1)
+                if self.step % cfg["log_every"] == 0 or self.step == total:
+                    bar.set_postfix(_short(self._log(run_dir)))
+                snapshot = self.step in cfg["snapshot_steps"]
+                if snapshot or self.step % cfg["checkpoint_every"] == 0 or self.step == total:
+                    self.save(run_dir, snapshot=snapshot or self.step == total)
+                out_of_time = deadline is not None and time.perf_counter() > deadline
+                if distributed.any_rank(self.ctx, out_of_time) or (stop_at_step is not None and self.step >= stop_at_step):
+                    stopped = True
+                    break
+        if stopped and self.step < total:  # preempted: log and checkpoint where we are
+            if self._window:
+                self._log(run_dir)
+            self.save(run_dir, snapshot=stop_at_step is None)
+        bar.close()
+        distributed.broadcast_buffers(self.model, self.ctx)
+        return {"step": self.step, "epoch": self.epoch, "total_steps": total, "completed": self.step >= total,
+                "run_dir": str(run_dir)}
+
+    def train_one(self, indices: torch.Tensor) -> None:
+        """One optimizer step on the clouds ``indices``; advances the data-order state
+        (at the end of an epoch it points at the next epoch's first batch)."""
+        parts = self.optimize(self.make_views(indices, self.step))
+        self.step += 1
+        self.batch_in_epoch += 1
+        if self.batch_in_epoch == self.config["steps_per_epoch"]:
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        for k, v in parts.items():
+            self._window[k] = self._window.get(k, 0.0) + v
+        self._window["_steps"] = self._window.get("_steps", 0) + 1
+
+    def _log(self, run_dir: Path) -> dict:
+        """Append the mean of the parts since the last line to ``metrics.jsonl``."""
+        window, seconds = self._window, time.perf_counter() - self._window_start
+        steps = window.pop("_steps", 1)
+        record = {"step": self.step, "epoch": self.epoch + self.batch_in_epoch / self.config["steps_per_epoch"]}
+        record.update({k: float(v) / steps for k, v in window.items()})
+        record["lr"] = self.scheduler.get_last_lr()[0]
+        record["clouds_per_s"] = steps * self.config["batch_size"] * self.ctx.world_size / max(seconds, 1e-9)
+        record["elapsed_s"] = self.elapsed_before + time.perf_counter() - self._start
+        if self.ctx.is_main:
+            with open(run_dir / METRICS_NAME, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        self._window, self._window_start = {}, time.perf_counter()
+        return record
+
+
+def _short(record: dict) -> dict:
+    """The loss parts for the progress bar, with short names."""
+    names = {"alignment": "align", "uniformity": "unif", "equivariance": "equi"}
+    out = {}
+    for key, value in record.items():
+        head, _, tail = key.rpartition("/")
+        if tail in names:
+            out[(head + "/" if head else "") + names[tail]] = f"{value:.3f}"
+    return out
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines logged after the checkpoint being resumed (they will be redone)."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.replace(path)
+
+
+def _progress(total: int, initial: int, *, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+
+def train(config: dict, *, store=None, resume: bool | None = None, stop_at_step: int | None = None) -> dict:
+    """Run ``protein-care train`` from a config dict (values over the defaults): joins a
+    process group under torchrun, trains, checkpoints into ``config["out"]``."""
+    merged = with_defaults(config)
+    if not merged["out"]:
+        raise ValueError("--out: a run folder is needed")
+    ctx = distributed.setup(merged["device"])
+    try:
+        trainer = Trainer(merged, store=store, ctx=ctx)
+        return trainer.run(merged["out"], resume=merged["resume"] if resume is None else resume, stop_at_step=stop_at_step)
+    finally:
+        distributed.teardown(ctx)

@@ -1,0 +1,205 @@
+"""The training loop in-process on a synthetic store (protein_care.training, runs)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from protein_care.embedding import embed_clouds
+from protein_care.runs import initial_encoder, list_snapshots, load_run, read_metrics
+from protein_care.training import Trainer, train
+from protein_care.training.checkpoint import load_checkpoint
+from protein_care.training.config import derive, validate, with_defaults
+from protein_care.training.data import PackedClouds, epoch_batches
+from protein_care.training.optim import warmup_cosine
+
+from .synthetic_store import SyntheticStore
+
+TINY = {"hidden": 16, "dim": 8, "phi_layers": 1, "rho_layers": 1, "batch_size": 8, "n_split": 2, "epochs": 3,
+        "device": "cpu", "log_every": 2, "checkpoint_every": 2, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def store():
+    return SyntheticStore(30)  # 24 clouds in "train": 3 steps per epoch at batch 8
+
+
+def params(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.is_floating_point()])
+
+
+# ----------------------------------------------------------------------------- data path
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch_and_shards_are_disjoint():
+    a = epoch_batches(50, 8, seed=1, epoch=3)
+    assert a.shape == (6, 8) and len(set(a.flatten().tolist())) == 48  # drop-last, no repeats
+    assert torch.equal(a, epoch_batches(50, 8, seed=1, epoch=3))
+    assert not torch.equal(a, epoch_batches(50, 8, seed=1, epoch=4))
+    r0 = epoch_batches(50, 4, seed=1, epoch=0, rank=0, world_size=2)
+    r1 = epoch_batches(50, 4, seed=1, epoch=0, rank=1, world_size=2)
+    assert r0.shape == r1.shape == (6, 4)
+    assert not set(r0.flatten().tolist()) & set(r1.flatten().tolist())
+
+
+def test_packed_gather_equals_concatenating_the_clouds(store):
+    packed = PackedClouds.from_store(store)
+    idx = torch.tensor([5, 0, 17, 5])
+    pos, x, batch = packed.gather(idx)
+    assert torch.equal(pos, torch.cat([torch.as_tensor(store[i]) for i in idx.tolist()]))
+    assert torch.equal(x, torch.cat([torch.as_tensor(store.features(i)).long() for i in idx.tolist()]))
+    assert torch.equal(batch, torch.repeat_interleave(torch.arange(4), torch.tensor([len(store[i]) for i in idx.tolist()])))
+
+
+def test_packed_from_store_arrays_equals_reading_cloud_by_cloud(store):
+    class Packed:  # the PointCloudStore layout: coords, _features, offsets as arrays
+        coords = np.concatenate(store.clouds)
+        _features = np.concatenate(store.feats)
+        offsets = np.concatenate([[0], np.cumsum([len(c) for c in store.clouds])])
+        ids, meta = store.ids, store.meta
+
+        def __len__(self):
+            return len(store)
+
+    idx = np.array([3, 1, 10])
+    fast, slow = PackedClouds.from_store(Packed(), idx), PackedClouds.from_store(store, idx)
+    assert torch.equal(fast.coords, slow.coords) and torch.equal(fast.features, slow.features)
+    assert torch.equal(fast.offsets, slow.offsets) and fast.ids == slow.ids
+
+
+def test_warmup_then_cosine_schedule():
+    f = [warmup_cosine(s, warmup_steps=4, total_steps=20, min_lr_ratio=0.1) for s in range(21)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0] and f[4] == 1.0
+    assert all(a >= b for a, b in zip(f[4:], f[5:])) and abs(f[20] - 0.1) < 1e-12
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [({"batch_size": 10, "n_split": 4}, "--n-split 4 must divide --batch-size 10"), ({"batch_size": 8, "n_split": 8}, "fewer than 2"),
+     ({"loss": "byol"}, "--loss"), ({"inv_augment": "flip"}, "--inv-augment"), ({"keep_fraction": 0.0}, "--keep-fraction"),
+     ({"max_angle": 200.0}, "--max-angle"), ({"temperature": 0.0}, "--temperature")],
+)
+def test_bad_settings_name_the_argument(bad, match):
+    with pytest.raises(ValueError, match=match):
+        validate(with_defaults(bad))
+
+
+def test_derived_values():
+    cfg = derive(with_defaults({"batch_size": 8, "n_split": 2, "epochs": 5, "max_steps": 7}), train_size=30, world_size=1,
+                 length_scale=12.5, num_residue_types=21)
+    assert cfg["steps_per_epoch"] == 3 and cfg["total_steps"] == 7 and cfg["length_scale"] == 12.5
+    assert cfg["inv_augment"] == "rotation" and cfg["snapshot_steps"] == [2, 4, 5, 7] and cfg["warmup_steps"] == 1
+    with pytest.raises(ValueError, match="no full batch"):
+        derive(with_defaults({"batch_size": 64, "n_split": 2}), train_size=30, world_size=1, length_scale=1.0, num_residue_types=21)
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_a_run_writes_config_metrics_checkpoint_and_snapshots(store, tmp_path):
+    out = tmp_path / "run"
+    summary = train({**TINY, "out": str(out)}, store=store)
+    assert summary["completed"] and summary["step"] == 9
+    config = json.loads((out / "config.json").read_text())
+    for key in ("length_scale", "num_residue_types", "train_size", "store_config_hash", "loss", "lam", "n_split", "seed"):
+        assert key in config
+    assert config["train_size"] == 24 and config["store_config_hash"] == "synthetic"
+    metrics = read_metrics(out)
+    assert [m["step"] for m in metrics] == [2, 4, 6, 8, 9]
+    for key in ("epoch", "alignment", "uniformity", "equivariance", "loss", "lr", "clouds_per_s", "elapsed_s"):
+        assert key in metrics[-1]
+    payload = load_checkpoint(out / "checkpoint.pt")  # weights_only=True
+    assert payload["step"] == 9 and payload["epoch"] == 3 and payload["batch_in_epoch"] == 0
+    assert {"model", "optimizer", "scheduler", "rng"} <= set(payload)
+    assert [s for s, _ in list_snapshots(out)] == config["snapshot_steps"] == [2, 4, 7, 9]
+
+
+def test_load_run_gives_the_trained_encoders_embeddings(store, tmp_path):
+    out = tmp_path / "run"
+    trainer = Trainer({**TINY, "out": str(out)}, store=store)
+    trainer.run(out)
+    run = load_run(out)
+    assert run.step == 9 and not run.encoder.training
+    coords = [store[i] for i in range(6)]
+    ls = run.config["length_scale"]
+    torch.testing.assert_close(embed_clouds(run.encoder, coords, length_scale=ls), embed_clouds(trainer.model, coords, length_scale=ls))
+    init = load_run(out, checkpoint="init").encoder
+    assert torch.equal(params(init), params(initial_encoder(run.config)))
+    assert not torch.equal(params(init), params(run.encoder))
+    snap = load_run(out, checkpoint="step_4")
+    assert snap.step == 4
+    with pytest.raises(FileNotFoundError, match="snapshots"):
+        load_run(out, checkpoint="step_3")
+
+
+def test_resume_mid_epoch_equals_an_uninterrupted_run(store, tmp_path):
+    straight = tmp_path / "straight"
+    train({**TINY, "out": str(straight)}, store=store)
+    broken = tmp_path / "broken"
+    first = train({**TINY, "out": str(broken)}, store=store, stop_at_step=4)  # mid-epoch 1 (3 steps per epoch)
+    assert not first["completed"] and first["step"] == 4
+    assert load_checkpoint(broken / "checkpoint.pt")["batch_in_epoch"] == 1
+    second = train({**TINY, "out": str(broken), "resume": True}, store=store)
+    assert second["completed"]
+    a, b = load_run(straight).encoder, load_run(broken).encoder
+    assert torch.equal(params(a), params(b))
+    assert [m["step"] for m in read_metrics(broken)] == [m["step"] for m in read_metrics(straight)]
+
+
+def test_resume_refuses_changed_settings_and_fresh_runs_refuse_an_existing_folder(store, tmp_path):
+    out = tmp_path / "run"
+    train({**TINY, "out": str(out)}, store=store, stop_at_step=2)
+    with pytest.raises(ValueError, match="lam"):
+        train({**TINY, "out": str(out), "resume": True, "lam": 0.5}, store=store)
+    with pytest.raises(ValueError, match="--resume"):
+        train({**TINY, "out": str(out)}, store=store)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"loss": "simclr"}, {"loss": "unif"}, {"loss": "inv"}, {"loss": "equi-unif"},
+     {"inv_augment": "points"}, {"inv_augment": "small-rotation", "max_angle": 20.0},
+     {"encoder": "set-transformer", "heads": 2}, {"encoder": "pointnet", "use_residue_features": True}],
+)
+def test_every_objective_augmentation_and_encoder_trains(store, tmp_path, extra):
+    summary = train({**TINY, "epochs": 1, "out": str(tmp_path / "run"), **extra}, store=store)
+    assert summary["completed"]
+    last = read_metrics(tmp_path / "run")[-1]
+    assert np.isfinite(last["loss"]) and ("equivariance" in last) == (extra.get("loss", "care") in ("care", "equi-unif"))
+
+
+def test_split_embedding_trains_two_blocks(store, tmp_path):
+    train({**TINY, "epochs": 1, "embedding": "split", "out": str(tmp_path / "run")}, store=store)
+    last = read_metrics(tmp_path / "run")[-1]
+    for key in ("a/alignment", "a/uniformity", "b/alignment", "b/uniformity", "b/equivariance", "loss"):
+        assert np.isfinite(last[key])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["inv_augment"] == "points"  # block B's default
+
+
+def test_each_epoch_takes_the_batches_of_its_own_permutation(store, tmp_path, monkeypatch):
+    seen = []
+    original = Trainer.make_views
+
+    def spy(self, indices, step):
+        seen.append(indices.clone())
+        return original(self, indices, step)
+
+    monkeypatch.setattr(Trainer, "make_views", spy)
+    train({**TINY, "out": str(tmp_path / "run")}, store=store)
+    expected = torch.cat([epoch_batches(24, 8, seed=0, epoch=e) for e in range(3)])
+    assert torch.equal(torch.stack(seen), expected)
+    assert not torch.equal(expected[:3], expected[3:6])
+
+
+def test_underscore_annotations_in_config_json_do_not_block_resume(store, tmp_path):
+    out = tmp_path / "run"
+    train({**TINY, "out": str(out)}, store=store, stop_at_step=2)
+    saved = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**saved, "_train_seconds": 1.5}))
+    assert train({**TINY, "out": str(out), "resume": True}, store=store)["completed"]
+    assert Trainer({**saved, "_note": "x", "out": str(out)}, store=store).config["total_steps"] == 9
