@@ -19,6 +19,10 @@ COMMANDS: tuple[str, ...] = (
     "fetch_pdb",
     "build_dataset",
     "train",
+    "evaluate",
+    "plot",
+    "build_dataset",
+    "train",
     "build_dataset",
 )
 
