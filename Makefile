@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test selfcheck bench lock clean
+.PHONY: setup browser demo test selfcheck bench lock clean
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python >= 3.11"; exit 1; }
@@ -19,14 +19,20 @@ $(UV):
 
 setup: .venv/.synced
 
-# Until `protein-care demo` lands (issue 6) the main job is the loss-core self-check.
 demo: setup
-	$(UV) run --frozen protein-care selfcheck
+	$(UV) run --frozen protein-care demo --out $(DEMO_OUT)
 
 selfcheck: setup
 	$(UV) run --frozen protein-care selfcheck
 
-test: setup
+# The app's end-to-end test drives Debian's Chromium and ChromeDriver.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "error: the browser tests need Chromium: sudo apt-get install chromium chromium-driver"; exit 1; fi; \
+	fi
+
+test: setup browser
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 bench: setup

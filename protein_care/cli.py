@@ -21,6 +21,8 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "evaluate",
     "plot",
+    "demo",
+    "compare",
     "build_dataset",
     "train",
     "build_dataset",

@@ -77,6 +77,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--encoder", default=DEFAULTS["encoder"], choices=ENCODERS, help=f"{_d('encoder')}")
     g.add_argument("--embedding", default=DEFAULTS["embedding"], choices=EMBEDDINGS,
                    help="single, or split: [invariant block; CARE block]/√2 (default: single)")
+    g.add_argument("--split-pose-weight", type=float, default=DEFAULTS["split_pose_weight"],
+                   help="--embedding split: share of the squared norm on the pose (CARE) block; cosines weigh the "
+                   f"blocks (1-s, s) {_d('split_pose_weight')}")
     g.add_argument("--dim", type=int, default=DEFAULTS["dim"], help=f"embedding dimension {_d('dim')}")
     g.add_argument("--hidden", type=int, default=DEFAULTS["hidden"], help=f"width of φ and ρ {_d('hidden')}")
     g.add_argument("--phi-layers", type=int, default=DEFAULTS["phi_layers"], help=f"{_d('phi_layers')}")

@@ -131,9 +131,17 @@ class SplitEncoder(Encoder):
     Block A (``dim/2``) is meant to be trained to be rotation-*invariant* (InfoNCE on
     views with independent Haar rotations); block B (``dim/2``) to carry the rotation
     (CARE on rotation-free invariance views, Haar rotations per chunk for the
-    equivariance views). Each block is L2-normalised and the concatenation is scaled by
-    1/√2, so the whole embedding has unit norm and cosine similarities average the two
-    blocks' cosines: :math:`z = [z_A; z_B]/\sqrt2`.
+    equivariance views). Each block is L2-normalised and the concatenation weighted by
+    ``s = split_pose_weight``, the share of the squared norm given to the pose block:
+
+    .. math:: z = [\sqrt{1-s}\, z_A;\ \sqrt{s}\, z_B], \qquad
+              \cos(z, z') = (1-s)\cos(z_A, z_A') + s\cos(z_B, z_B').
+
+    The whole embedding has unit norm. A small s (default 0.1) lets the invariant block
+    decide which protein a cloud is (cosine retrieval), while the pose block still holds
+    the rotation for any linear read-out (a linear probe is blind to the scale); s = ½
+    weighs both blocks alike. The losses act on each unit block, so s does not change
+    training, only the concatenated embedding.
     """
 
     def __init__(self, trunk: SetTrunk, width: int, dim: int, config: dict | None = None):
@@ -145,6 +153,9 @@ class SplitEncoder(Encoder):
         self.head_b = nn.Linear(width, dim // 2)
         self.dim = dim
         self.config = dict(config or {})
+        self.pose_weight = float(self.config.get("split_pose_weight", MODEL_DEFAULTS["split_pose_weight"]))
+        if not 0.0 < self.pose_weight < 1.0:
+            raise ValueError(f"split_pose_weight must be in (0, 1), got {self.pose_weight!r}")
 
     def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, *, blocks: bool = False):
         """``(B, dim)`` unit rows, or with ``blocks=True`` the two unit blocks
@@ -154,7 +165,8 @@ class SplitEncoder(Encoder):
         z_b = F.normalize(self.head_b(h), dim=1)  # (B, dim/2), equivariant block
         if blocks:
             return z_a, z_b
-        return torch.cat([z_a, z_b], dim=1) / math.sqrt(2.0)
+        s = self.pose_weight
+        return torch.cat([math.sqrt(1.0 - s) * z_a, math.sqrt(s) * z_b], dim=1)
 
 
 

@@ -49,3 +49,17 @@ def test_console_script_runs_in_a_subprocess():
         [sys.executable, "-m", "protein_care.cli", "--version"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_building_the_parser_does_not_import_torch():
+    """`protein-care --help` must start fast: no subcommand imports torch to register."""
+    code = "import sys, protein_care.cli as c; c.build_parser(); sys.exit('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, "a subcommand imports torch at parser construction"
+
+
+def test_evaluate_cli_names_match_the_library():
+    from protein_care.commands import evaluate as command
+    from protein_care.evaluation import evaluate as library
+
+    assert command.SPLITS == library.SPLITS and command.METRICS_NAME == library.METRICS_NAME

@@ -80,15 +80,21 @@ def test_gradients_reach_every_parameter_in_training_mode(encoder):
     assert not missing
 
 
-def test_split_embedding_is_two_unit_blocks_scaled_by_inverse_sqrt2():
-    model = make("deepset", embedding="split")
+@pytest.mark.parametrize("pose_weight", [0.5, 0.1])
+def test_split_embedding_is_two_unit_blocks_weighted_by_pose_weight(pose_weight):
+    model = make("deepset", embedding="split", split_pose_weight=pose_weight)
     assert isinstance(model, SplitEncoder)
     pos, x, batch = random_batch([5, 8], 4)
     z_a, z_b = model(pos, x, batch, 2, blocks=True)
     assert z_a.shape == z_b.shape == (2, SMALL["dim"] // 2)
     torch.testing.assert_close(z_a.norm(dim=1), torch.ones(2))
     torch.testing.assert_close(z_b.norm(dim=1), torch.ones(2))
-    torch.testing.assert_close(model(pos, x, batch, 2), torch.cat([z_a, z_b], 1) / math.sqrt(2))
+    s = pose_weight
+    z = model(pos, x, batch, 2)
+    torch.testing.assert_close(z, torch.cat([math.sqrt(1 - s) * z_a, math.sqrt(s) * z_b], 1))
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(2))
+    with pytest.raises(ValueError, match="split_pose_weight"):
+        make("deepset", embedding="split", split_pose_weight=1.0)
 
 
 def test_quadratic_features_mean_pool_to_the_second_moment_matrix():

@@ -1,0 +1,358 @@
+"""The end-to-end demo and the comparison of runs (``protein-care demo`` / ``compare``).
+
+The demo builds a store from real PDB files, trains CARE and the invariant objectives
+with the same seed, encoder and number of steps, evaluates each on the held-out split
+at several points of training, computes rotation trajectories, and writes
+``DIR/results.json`` and ``DIR/report.html`` (:mod:`protein_care.report`).
+
+Every value of the comparison lives in :data:`DEMO_RUNS` and :data:`SHARED_SETTINGS`;
+the reasoning behind them is in the README ("What keeps the rotation").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from protein_care.runs import read_metrics
+
+#: Settings shared by every run of the demo (one encoder, one seed, one schedule).
+#: A width of 128 keeps a CARE step near half a second on a 2-core CPU.
+SHARED_SETTINGS: dict = {
+    "encoder": "deepset",
+    "dim": 128,
+    "hidden": 128,
+    "batch_size": 64,
+    "n_split": 4,
+    "temperature": 0.5,
+    "lr": 1e-3,
+    "epochs": 1000,  # bounded by max_steps
+    "snapshots": 4,
+    "log_every": 5,
+}
+
+#: The runs of the demo: (name, settings over SHARED_SETTINGS). The first four are the
+#: paper's Fig. 2 methods with its augmentation (Haar rotations in every view); the two
+#: CARE variants keep rotations out of the invariance views (see the README, "What keeps
+#: the rotation"). λ = 1: at the release normalisation λ = 0.01 makes L_equi about
+#: 1e-3 of the loss on these clouds, too small to act.
+DEMO_RUNS: list[tuple[str, dict]] = [
+    ("CARE", {"loss": "care", "lam": 1.0, "inv_augment": "rotation"}),
+    ("SimCLR", {"loss": "simclr", "inv_augment": "rotation"}),
+    ("L_unif", {"loss": "unif", "inv_augment": "rotation"}),
+    ("L_inv", {"loss": "inv", "inv_augment": "rotation"}),
+    ("CARE points", {"loss": "care", "lam": 1.0, "inv_augment": "points"}),
+    ("CARE split", {"loss": "care", "lam": 1.0, "embedding": "split"}),
+]
+
+#: Training time per step relative to "CARE" (measured on a 2-core CPU): the step count
+#: is chosen so that all runs fit the budget.
+RELATIVE_COST: dict[str, float] = {
+    "CARE": 1.0, "SimCLR": 0.55, "L_unif": 0.3, "L_inv": 0.3, "CARE points": 1.5, "CARE split": 2.5,
+}
+
+#: The λ trade-off: CARE with rotation-free invariance views ("CARE points" is λ = 1).
+TRADEOFF_RUN = "CARE points"
+TRADEOFF_LAMBDAS: tuple[float, ...] = (0.1, 10.0)
+
+#: Evaluation of the final weights (≥ 20 rotations for Wahba, as the paper).
+EVAL_SETTINGS: dict = {
+    "n_rotations": 20,
+    "n_compositions": 4,
+    "probe_rotations": 4,
+    "probe_clouds": 160,
+    "max_clouds": 160,
+    "retrieval_draws": 3,
+}
+#: Evaluation of the snapshots during training (PC1 and retrieval are what is plotted).
+PROGRESS_EVAL_SETTINGS: dict = {**EVAL_SETTINGS, "n_rotations": 6, "n_compositions": 1, "mlp_probe": False,
+                                "include_baseline": False}
+
+#: Folders of the shared structure set used as the training corpus (protein complexes
+#: and their partners); the other folders hold parser edge cases.
+CORPUS_FOLDERS = ("BM5-clean", "glycan-docking-benchmark", "MemCplxDB", "Prot-DNABenchmark")
+
+
+def slugify(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def find_pdb_dir(explicit: str | None = None) -> Path | None:
+    """The folder of structure files: ``--pdb-dir``, else ``$PROTEIN_CARE_TEST_PDB``,
+    else ``../shared/pdb`` beside the working directory or the source tree."""
+    if explicit:
+        return Path(explicit)
+    candidates = []
+    if os.environ.get("PROTEIN_CARE_TEST_PDB"):
+        candidates.append(Path(os.environ["PROTEIN_CARE_TEST_PDB"]))
+    candidates += [Path.cwd().parent / "shared" / "pdb", Path(__file__).resolve().parents[2] / "shared" / "pdb"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def corpus_sources(pdb_dir: Path) -> list[Path]:
+    """The training-corpus folders inside ``pdb_dir`` when present, else the folder itself."""
+    folders = [pdb_dir / name for name in CORPUS_FOLDERS if (pdb_dir / name).is_dir()]
+    return folders or [pdb_dir]
+
+
+def demo_ids() -> list[str]:
+    """The fixed list of PDB IDs the demo fetches when no local folder is given."""
+    text = (Path(__file__).parent / "demo_ids.txt").read_text()
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _curve(run_dir: Path) -> dict:
+    records = read_metrics(run_dir)
+    def column(key):
+        return [r.get(key) for r in records]
+    return {"step": column("step"), "loss": column("loss"), "equivariance": column("equivariance")}
+
+
+def _progress_point(metrics: dict, step: int, total: int) -> dict:
+    keys = ("pc1_angle_deg_mean", "pc1_angle_deg_median", "retrieval_top1", "wahba_relative_mean", "wahba_error_mean")
+    return {"step": step, "fraction": step / max(total, 1), **{k: metrics.get(k) for k in keys}}
+
+
+def collect_run(run_dir, store, *, name: str, trajectory_ids, out_dir: Path, steps: int = 64,
+                device="cpu", seed: int = 0, progress_checkpoints: bool = True, log=print) -> dict:
+    """Evaluate a run (final weights, and its snapshots for the progress curve), compute
+    its trajectories (saved to ``out_dir/trajectories/<slug>.npz``) and return its entry
+    of ``results.json``."""
+    from protein_care.evaluation.evaluate import evaluate_run
+    from protein_care.report import TRAJECTORY_DIR, save_trajectories
+    from protein_care.runs import list_snapshots, load_run
+    from protein_care.trajectories import compute_trajectories, regularity_summary
+
+    run_dir = Path(run_dir)
+    t0 = time.perf_counter()
+    final = evaluate_run(run_dir, store, split="test", seed=seed, device=device, **EVAL_SETTINGS)
+    config = final.get("config") or json.loads((run_dir / "config.json").read_text())
+    total = int(config.get("total_steps") or final.get("checkpoint_step") or 0)
+    progress = []
+    if progress_checkpoints:
+        for step, _ in list_snapshots(run_dir):
+            if step == final.get("checkpoint_step"):
+                continue
+            m = evaluate_run(run_dir, store, split="test", seed=seed, device=device, checkpoint=step,
+                             **PROGRESS_EVAL_SETTINGS)
+            progress.append(_progress_point(m, step, total))
+    progress.append(_progress_point(final, int(final.get("checkpoint_step") or total), total))
+    run = load_run(run_dir, device)
+    traj = compute_trajectories(run.encoder, store, trajectory_ids, steps=steps,
+                                length_scale=float(run.config["length_scale"]), device=device)
+    slug = slugify(name)
+    save_trajectories(traj, out_dir / TRAJECTORY_DIR / f"{slug}.npz")
+    metrics = {k: v for k, v in final.items() if k not in ("baseline", "config")}
+    metrics.update(regularity_summary(traj))
+    log(f"  evaluated {name} in {time.perf_counter() - t0:.0f} s: PC1 {metrics.get('pc1_angle_deg_mean'):.1f}°, "
+        f"retrieval {metrics.get('retrieval_top1'):.3f}")
+    return {
+        "name": name, "slug": slug, "run_dir": str(run_dir), "loss": config.get("loss"),
+        "lam": config.get("lam") if config.get("loss") in ("care", "equi-unif") else None,
+        "embedding": config.get("embedding"), "inv_augment": config.get("inv_augment"),
+        "steps": int(final.get("checkpoint_step") or 0), "train_seconds": config.get("_train_seconds"),
+        "metrics": metrics, "baseline": final.get("baseline"), "progress": progress, "curve": _curve(run_dir),
+    }
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def assess_claims(runs: list[dict], baseline: dict | None) -> list[dict]:
+    """The paper's protein claims, checked on the measured numbers (issue 6 §6)."""
+    by_name = {r["name"]: r["metrics"] for r in runs}
+    claims = []
+    simclr = by_name.get("SimCLR")
+    chance = math.degrees(1.0)
+
+    def add(text, holds, evidence):
+        claims.append({"claim": text, "holds": bool(holds), "evidence": evidence})
+
+    for label in ("CARE", "CARE points", "CARE split"):
+        model = by_name.get(label)
+        if model is None or simclr is None:
+            continue
+        a, b = model.get("pc1_angle_deg_mean"), simclr.get("pc1_angle_deg_mean")
+        if a is not None and b is not None:
+            add(f"{label}'s PC1 error is clearly below SimCLR's and far below chance",
+                a <= 0.5 * b and a < chance / 4, f"{a:.1f}° vs SimCLR {b:.1f}°, chance {chance:.1f}° "
+                "(clearly: at most half SimCLR's error; far: under a quarter of chance)")
+        a, b = model.get("wahba_relative_mean"), simclr.get("wahba_relative_mean")
+        if a is not None and b is not None:
+            add(f"{label}'s relative Wahba error is below SimCLR's", a < b,
+                f"{a:.3f} vs SimCLR {b:.3f} (raw W_f/√n {model.get('wahba_error_mean'):.4f} vs {simclr.get('wahba_error_mean'):.4f})")
+        a, b = model.get("loop_speed_cv_mean"), simclr.get("loop_speed_cv_mean")
+        if a is not None and b is not None:
+            add(f"{label}'s trajectories are regular loops (speed CV below SimCLR's)", a < b,
+                f"speed CV {a:.2f} vs SimCLR {b:.2f} (0 = an orthogonal action)")
+        r, s = model.get("retrieval_top1"), simclr.get("retrieval_top1")
+        base = (baseline or {}).get("retrieval_top1")
+        if r is not None and s is not None and base is not None:
+            add(f"{label} still knows the protein: retrieval close to SimCLR's and far above the random-init baseline",
+                r >= 0.75 * s and r >= 2 * base, f"{r:.3f} vs SimCLR {s:.3f}, random init {base:.3f}")
+    return claims
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def _tradeoff_point(entry: dict, lam: float) -> dict:
+    keys = ("pc1_angle_deg_mean", "retrieval_top1", "wahba_relative_mean")
+    return {"family": f"{TRADEOFF_RUN} (rotation-free invariance views)", "lam": lam, "name": entry["name"],
+            **{k: entry["metrics"].get(k) for k in keys}}
+
+
+def fit_batch_size(n_train: int, batch_size: int = SHARED_SETTINGS["batch_size"],
+                   n_split: int = SHARED_SETTINGS["n_split"]) -> int:
+    """The demo's batch size for a training split of ``n_train`` clouds: the shared value,
+    or the largest multiple of ``n_split`` that a small split still fills."""
+    if n_train >= batch_size:
+        return batch_size
+    fitted = (n_train // n_split) * n_split
+    if fitted < 2 * n_split:
+        raise ValueError(f"the training split has {n_train} clouds; the demo needs at least {2 * n_split}")
+    return fitted
+
+
+def _train(name: str, settings: dict, store_path: Path, runs_dir: Path, *, steps: int, seed: int, device: str,
+           batch_size: int = SHARED_SETTINGS["batch_size"], log=print) -> Path:
+    from protein_care.training import train
+
+    run_dir = runs_dir / slugify(name)
+    config = {**SHARED_SETTINGS, **settings, "store": str(store_path), "out": str(run_dir), "seed": seed,
+              "max_steps": steps, "device": device, "progress": sys.stderr.isatty(), "batch_size": batch_size}
+    done = run_dir / "checkpoint.pt"
+    if (run_dir / "config.json").is_file():
+        saved = json.loads((run_dir / "config.json").read_text())
+        same = all(saved.get(k) == v for k, v in config.items() if k not in ("progress", "device"))
+        if same and done.is_file() and saved.get("_train_seconds") is not None:
+            log(f"  {name}: already trained in {run_dir} with these settings, reused")
+            return run_dir
+        if not same:  # a run of other settings in the demo's own folder: start afresh
+            shutil.rmtree(run_dir)
+    t0 = time.perf_counter()
+    summary = train(config, resume=done.is_file())
+    seconds = time.perf_counter() - t0
+    path = run_dir / "config.json"  # record the wall-clock next to the run's settings
+    saved = json.loads(path.read_text())
+    saved["_train_seconds"] = seconds
+    from protein_care.runs import write_json_atomic
+
+    write_json_atomic(saved, path)
+    log(f"  trained {name}: {summary['step']} steps in {seconds:.0f} s")
+    return run_dir
+
+
+def calibrate_steps(store_path: Path, runs_dir: Path, *, seconds: float, n_runs: float, seed: int, device: str,
+                    batch_size: int = SHARED_SETTINGS["batch_size"], log=print) -> int:
+    """Steps per run that fit ``seconds`` of training for ``n_runs`` CARE-cost runs,
+    from a short timed CARE run (the costliest method: four passes per step)."""
+    from protein_care.training import train
+
+    probe_steps = 6
+    out = runs_dir / "_calibration"
+    config = {**SHARED_SETTINGS, **DEMO_RUNS[0][1], "store": str(store_path), "out": str(out), "seed": seed,
+              "max_steps": probe_steps + 2, "device": device, "progress": False, "snapshots": 0,
+              "checkpoint_every": 10_000, "batch_size": batch_size}
+    t0 = time.perf_counter()
+    train(config)
+    per_step = (time.perf_counter() - t0) / (probe_steps + 2)
+    shutil.rmtree(out, ignore_errors=True)
+    steps = int(seconds / (n_runs * per_step))
+    log(f"  calibration: {per_step:.2f} s per CARE step → {steps} steps per run")
+    return max(steps, 20)
+
+
+def run_demo(out, *, pdb_dir=None, minutes: float = 10.0, steps: int | None = None, device: str = "auto",
+             seed: int = 0, workers: int | None = None, tradeoff: bool = True, log=print) -> dict:
+    """Build a store, train every run of :data:`DEMO_RUNS` (and the λ trade-off), evaluate,
+    and write ``out/results.json`` and ``out/report.html``. Returns the results."""
+    from data_pipeline.build import build_store
+    from data_pipeline.store import PointCloudStore
+    from protein_care.devices import resolve_device
+    from protein_care.report import RESULTS_NAME, write_report
+    from protein_care.runs import write_json_atomic
+    from protein_care.trajectories import sample_ids
+
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device_name = str(resolve_device(device))
+    source = find_pdb_dir(pdb_dir)
+    if source is None:
+        source = _fetch_demo_structures(out / "pdb-cache", log=log)
+    log(f"[1/4] store from {source}")
+    store_path = out / "store"
+    report = build_store(corpus_sources(Path(source)), store_path, selection="ca", min_points=20, max_points=3000,
+                         workers=workers, progress=sys.stderr.isatty())
+    log(f"  {report.summary() if hasattr(report, 'summary') else report}")
+    store = PointCloudStore(store_path)
+    batch_size = fit_batch_size(len(store.split("train")))
+    runs_dir = out / "runs"
+    n_tradeoff = len(TRADEOFF_LAMBDAS) if tradeoff else 0
+    cost = sum(RELATIVE_COST.get(name, 1.0) for name, _ in DEMO_RUNS) + n_tradeoff * RELATIVE_COST[TRADEOFF_RUN]
+    if steps is None:
+        elapsed = time.perf_counter() - started
+        budget = max(60.0, minutes * 60 - elapsed) * 0.6  # the rest: evaluation and the report
+        steps = calibrate_steps(store_path, runs_dir, seconds=budget, n_runs=cost, seed=seed, device=device_name,
+                                batch_size=batch_size, log=log)
+    log(f"[2/4] training {len(DEMO_RUNS) + n_tradeoff} runs × {steps} steps on {device_name}")
+    trained = [(name, _train(name, settings, store_path, runs_dir, steps=steps, seed=seed, device=device_name,
+                             batch_size=batch_size, log=log))
+               for name, settings in DEMO_RUNS]
+    sweep = []
+    if tradeoff:
+        base_settings = dict(DEMO_RUNS)[TRADEOFF_RUN]
+        for lam in TRADEOFF_LAMBDAS:
+            name = f"{TRADEOFF_RUN} λ={lam:g}"
+            sweep.append((lam, name, _train(name, {**base_settings, "lam": lam}, store_path, runs_dir, steps=steps,
+                                              seed=seed, device=device_name, batch_size=batch_size, log=log)))
+    log("[3/4] evaluating on the test split")
+    ids = sample_ids(store, 3, seed=seed, split="test")
+    runs = [collect_run(d, store, name=n, trajectory_ids=ids, out_dir=out, device=device_name, seed=seed, log=log)
+            for n, d in trained]
+    points = []
+    for lam, name, d in sweep:
+        entry = collect_run(d, store, name=name, trajectory_ids=ids, out_dir=out, device=device_name, seed=seed,
+                            progress_checkpoints=False, log=log)
+        points.append(_tradeoff_point(entry, lam))
+    points += [_tradeoff_point(r, r["lam"]) for r in runs if r["name"] == TRADEOFF_RUN]
+    baseline = next((r["baseline"] for r in runs if r.get("baseline")), None)
+    results = {
+        "schema": "protein-care/report/1",
+        "title": "protein-care demo: CARE against invariant objectives on real PDB structures",
+        "meta": {"device": device_name, "store": str(store_path), "clouds": len(store),
+                 "test clouds": len(store.split("test")), "steps per run": steps, "batch size": batch_size,
+                 "seed": seed,
+                 "minutes": round((time.perf_counter() - started) / 60, 1), "date": time.strftime("%Y-%m-%d")},
+        "settings": {"shared": SHARED_SETTINGS, "runs": dict(DEMO_RUNS), "evaluation": EVAL_SETTINGS},
+        "runs": runs, "baseline": baseline, "tradeoff": points, "trajectory_ids": ids,
+        "pc1_chance_deg": math.degrees(1.0),
+        "retrieval_chance": runs[0]["metrics"].get("retrieval_chance") if runs else None,
+        "claims": assess_claims(runs, baseline),
+    }
+    log("[4/4] report")
+    write_json_atomic(results, out / RESULTS_NAME)
+    path = write_report(out)
+    log(f"  wrote {out / RESULTS_NAME} and {path} in {(time.perf_counter() - started) / 60:.1f} min")
+    return results
+
+
+def _fetch_demo_structures(cache: Path, log=print) -> Path:
+    """Fetch the shipped list of PDB IDs (needs the network) into ``cache``."""
+    from data_pipeline.fetch import fetch
+
+    log(f"no local structure folder (--pdb-dir, $PROTEIN_CARE_TEST_PDB or ../shared/pdb); fetching {len(demo_ids())} entries")
+    report = fetch(demo_ids(), cache, workers=8)
+    if not report.paths:
+        raise RuntimeError("no structure could be fetched; pass --pdb-dir with local structure files")
+    return cache

@@ -1,0 +1,100 @@
+"""The end-to-end demo, the comparison report and the claims it checks."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from protein_care.cli import main
+from protein_care.demo import DEMO_RUNS, TRADEOFF_LAMBDAS, assess_claims, fit_batch_size, slugify
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def shared_pdb() -> Path:
+    root = Path(os.environ.get("PROTEIN_CARE_TEST_PDB", REPO.parent / "shared" / "pdb"))
+    if not (root / "BM5-clean").is_dir():
+        pytest.fail(f"real structures not found at {root}; set PROTEIN_CARE_TEST_PDB", pytrace=False)
+    return root
+
+
+def metrics(pc1, relative, speed_cv, retrieval):
+    return {"pc1_angle_deg_mean": pc1, "wahba_relative_mean": relative, "wahba_error_mean": 0.01,
+            "loop_speed_cv_mean": speed_cv, "retrieval_top1": retrieval}
+
+
+def test_fit_batch_size_keeps_chunks_whole():
+    assert fit_batch_size(950) == 64
+    assert fit_batch_size(50, 64, 4) == 48
+    with pytest.raises(ValueError, match="at least 8"):
+        fit_batch_size(7, 64, 4)
+
+
+def test_claims_hold_for_an_equivariant_run_that_knows_the_protein():
+    runs = [
+        {"name": "SimCLR", "metrics": metrics(30.0, 0.9, 0.8, 0.50)},
+        {"name": "CARE points", "metrics": metrics(2.0, 0.2, 0.1, 0.45)},
+    ]
+    claims = assess_claims(runs, {"retrieval_top1": 0.05})
+    assert len(claims) == 4 and all(c["holds"] for c in claims)
+
+
+def test_claims_fail_when_the_numbers_do_not_show_them():
+    runs = [
+        {"name": "SimCLR", "metrics": metrics(6.0, 0.5, 0.3, 0.50)},
+        {"name": "CARE", "metrics": metrics(4.0, 0.6, 0.4, 0.06)},
+    ]
+    claims = {c["claim"].split("'s")[1][:8]: c["holds"] for c in assess_claims(runs, {"retrieval_top1": 0.05})}
+    assert not any(claims.values())
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_real_structures_then_compare(tmp_path):
+    # 80 real BM5 unbound receptors (80 complexes), linked (never copied) into a folder laid out like shared/pdb
+    corpus = tmp_path / "pdb" / "BM5-clean"
+    corpus.mkdir(parents=True)
+    for path in sorted((shared_pdb() / "BM5-clean").glob("*_r_u*"))[:80]:
+        (corpus / path.name).symlink_to(path)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--pdb-dir", str(tmp_path / "pdb"), "--steps", "4", "--device", "cpu"]) == 0
+
+    results = json.loads((out / "results.json").read_text())
+    names = [r["name"] for r in results["runs"]]
+    assert names == [name for name, _ in DEMO_RUNS]
+    for run in results["runs"]:
+        assert run["steps"] == 4
+        assert 0 <= run["metrics"]["pc1_angle_deg_mean"] <= 90
+        assert 0 <= run["metrics"]["retrieval_top1"] <= 1
+        assert run["progress"][-1]["step"] == 4 and len(run["progress"]) >= 2
+        assert (out / "trajectories" / f"{run['slug']}.npz").is_file()
+    assert results["baseline"]["retrieval_top1"] is not None
+    assert sorted(p["lam"] for p in results["tradeoff"]) == sorted([*TRADEOFF_LAMBDAS, 1.0])
+    assert results["claims"] and all(set(c) == {"claim", "holds", "evidence"} for c in results["claims"])
+    assert math.isclose(results["pc1_chance_deg"], 57.2958, abs_tol=1e-3)
+    page = (out / "report.html").read_text()
+    assert "<script src=\"http" not in page and "plotly" in page.lower()
+    for name in names:
+        assert name in page
+
+    # a second run with the same settings reuses the trained runs (no work)
+    assert main(["demo", "--out", str(out), "--pdb-dir", str(tmp_path / "pdb"), "--steps", "4", "--device", "cpu",
+                 "--no-tradeoff"]) == 0
+
+    compared = tmp_path / "compare"
+    runs = [f"CARE={out / 'runs' / slugify('CARE points')}", f"SimCLR={out / 'runs' / 'simclr'}"]
+    assert main(["compare", *runs, "--out", str(compared), "--device", "cpu", "--steps", "8"]) == 0
+    report = json.loads((compared / "results.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["CARE", "SimCLR"]
+    assert (compared / "report.html").is_file()
+
+
+def test_compare_names_a_missing_run(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_demo_rejects_bad_arguments(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--minutes", "0"]) == 2
+    assert "--minutes" in capsys.readouterr().err
