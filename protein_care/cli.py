@@ -23,9 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "plot",
     "demo",
     "compare",
-    "build_dataset",
-    "train",
-    "build_dataset",
+    "app",
 )
 
 

@@ -1,0 +1,1 @@
+"""Tests of apps/ (the trajectory explorer)."""
