@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from protein_care.plotting import trajectory_figure, write_text_atomic
-from protein_care.trajectories import Trajectories
+from protein_care.trajectories import Trajectories, project_trajectories
 
 #: (key, column title, format) of the table of numbers, in order.
 TABLE_COLUMNS = (
@@ -66,20 +66,30 @@ def load_trajectories(path: Path) -> Trajectories:
 # --------------------------------------------------------------------------- figures
 
 
-def _bar_figure(runs: list[dict], baseline: dict | None, key: str, title: str, *, chance: float | None = None,
-                yaxis: str = "") -> go.Figure:
+def _bars_figure(runs: list[dict], baseline: dict | None, results: dict) -> go.Figure:
+    """(b) PC1 error, (c) Wahba error, relative Wahba error and retrieval: one bar per run,
+    the random-init baseline dashed, chance dotted."""
+    panels = [
+        ("pc1_angle_deg_mean", "(b) PC1 error, linear probe (mean °)", results.get("pc1_chance_deg", math.degrees(1.0))),
+        ("wahba_error_mean", "(c) Wahba error W_f / √n", None),
+        ("wahba_relative_mean", "relative Wahba error W_f / ‖F_a − F‖ (1: identity fits as well)", None),
+        ("retrieval_top1", "rotation retrieval top-1 (knows the protein?)", results.get("retrieval_chance")),
+    ]
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[title for _, title, _ in panels],
+                        vertical_spacing=0.2, horizontal_spacing=0.08)
     names = [r["name"] for r in runs]
-    values = [r["metrics"].get(key) for r in runs]
-    fig = go.Figure(go.Bar(x=names, y=values, name="trained", marker_color="#1f77b4",
-                           text=[_fmt(v, "{:.3g}") for v in values], textposition="outside"))
-    if baseline is not None and baseline.get(key) is not None:
-        fig.add_hline(y=baseline[key], line_dash="dash", line_color="#7f7f7f",
-                      annotation_text=f"random init {baseline[key]:.3g}", annotation_position="top left")
-    if chance is not None:
-        fig.add_hline(y=chance, line_dash="dot", line_color="#d62728",
-                      annotation_text=f"chance {chance:.3g}", annotation_position="bottom right")
-    fig.update_layout(title=title, yaxis_title=yaxis, template="plotly_white", height=380, showlegend=False,
-                      margin=dict(t=60, b=40))
+    for n, (key, _, chance) in enumerate(panels):
+        row, col = n // 2 + 1, n % 2 + 1
+        values = [r["metrics"].get(key) for r in runs]
+        fig.add_trace(go.Bar(x=names, y=values, marker_color="#1f77b4", showlegend=False,
+                             text=[_fmt(v, "{:.3g}") for v in values], textposition="outside"), row=row, col=col)
+        if baseline is not None and baseline.get(key) is not None:
+            fig.add_hline(y=baseline[key], line_dash="dash", line_color="#7f7f7f", row=row, col=col,
+                          annotation_text=f"random init {baseline[key]:.3g}", annotation_position="top left")
+        if chance is not None:
+            fig.add_hline(y=chance, line_dash="dot", line_color="#d62728", row=row, col=col,
+                          annotation_text=f"chance {chance:.3g}", annotation_position="bottom right")
+    fig.update_layout(template="plotly_white", height=760, margin=dict(t=60, b=40))
     return fig
 
 
@@ -187,15 +197,11 @@ def render_report(results: dict, trajectories: dict[str, Trajectories]) -> str:
     figures: list[tuple[str, go.Figure]] = []
     if trajectories:
         panels = [(name, traj) for name, traj in trajectories.items()]
-        figures.append(("a", trajectory_figure(panels, title="(a) Trajectories of three test proteins rotated 0 → 2π about x, y, z")))
-    bars = [
-        _bar_figure(runs, baseline, "pc1_angle_deg_mean", "(b) PC1 error per method (linear probe, mean °)",
-                    chance=results.get("pc1_chance_deg", math.degrees(1.0)), yaxis="degrees"),
-        _bar_figure(runs, baseline, "wahba_error_mean", "(c) Wahba error W_f / √n per method", yaxis="W_f/√n"),
-        _bar_figure(runs, baseline, "wahba_relative_mean", "Relative Wahba error W_f / ‖F_a − F‖ (1 = identity fits as well)"),
-        _bar_figure(runs, baseline, "retrieval_top1", "Rotation retrieval top-1 (knows the protein?)",
-                    chance=results.get("retrieval_chance"), yaxis="fraction"),
-    ]
+        projections = [project_trajectories(traj, 2, center_each_protein=True) for _, traj in panels]
+        figures.append(("a", trajectory_figure(
+            panels, projections=projections,
+            title="(a) Trajectories of three test proteins rotated 0 → 2π about x, y, z "
+                  "(one PCA per run, each protein centred on its own mean)")))
     parts = []
     first = True
 
@@ -215,7 +221,7 @@ def render_report(results: dict, trajectories: dict[str, Trajectories]) -> str:
                  f"(a random direction). Retrieval chance: {_fmt(results.get('retrieval_chance'), '{:.3f}')}.</p>")
     for _, fig in figures:
         parts.append(embed(fig))
-    parts.append("<div class='grid'>" + "".join(f"<div>{embed(f)}</div>" for f in bars) + "</div>")
+    parts.append(embed(_bars_figure(runs, baseline, results)))
     if any(r.get("progress") for r in runs):
         parts.append("<h2>During training</h2>" + embed(_progress_figure(runs)))
     if results.get("tradeoff"):

@@ -134,13 +134,19 @@ def compute_trajectories(
     return Trajectories(list(ids), tuple(axes), angles, np.stack(out))
 
 
-def project_trajectories(traj: Trajectories, n_components: int = 2) -> Projection:
+def project_trajectories(traj: Trajectories, n_components: int = 2, *, center_each_protein: bool = False) -> Projection:
     """PCA (float64 SVD) fitted on all trajectory points of one run, projected to
     ``n_components`` (2 or 3). Components get a deterministic sign (largest |loading|
-    positive) so repeated calls draw the same picture."""
+    positive) so repeated calls draw the same picture.
+
+    With ``center_each_protein`` each protein's points are first centred on their own
+    mean, so the PCA shows how the rotations move each embedding rather than how far
+    apart the proteins are (which otherwise takes almost all of the variance)."""
     if n_components not in (2, 3):
         raise ValueError(f"n_components must be 2 or 3, got {n_components}")
     e = traj.embeddings
+    if center_each_protein:
+        e = e - e.mean(axis=(1, 2), keepdims=True)
     flat = e.reshape(-1, e.shape[-1])
     mean = flat.mean(axis=0)
     _, s, vt = np.linalg.svd(flat - mean, full_matrices=False)

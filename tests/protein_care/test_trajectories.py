@@ -111,3 +111,22 @@ def test_projection_is_one_pca_fitted_on_all_points_of_the_run(equivariant_traj)
     np.testing.assert_array_equal(project_trajectories(equivariant_traj).points, p2.points)  # deterministic
     with pytest.raises(ValueError, match="n_components"):
         project_trajectories(equivariant_traj, n_components=4)
+
+
+def test_centring_each_protein_removes_the_offset_between_proteins():
+    from protein_care.trajectories import Trajectories, project_trajectories
+
+    rng = np.random.default_rng(0)
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    loop = np.stack([np.cos(angles), np.sin(angles), np.zeros_like(angles)], axis=-1)  # (S, 3) unit circle
+    offsets = np.array([[100.0, 0, 0], [0, 100.0, 0]])
+    emb = np.stack([np.stack([loop + o] * 3) for o in offsets])  # (P=2, A=3, S, 3)
+    emb = emb + 1e-9 * rng.standard_normal(emb.shape)
+    traj = Trajectories(ids=["a", "b"], axes=("x", "y", "z"), angles=angles, embeddings=emb)
+    plain = project_trajectories(traj, 2)
+    centred = project_trajectories(traj, 2, center_each_protein=True)
+    # without centring the offset takes almost all the variance; with it the loops do
+    assert plain.explained_variance_ratio[0] > 0.99
+    assert abs(centred.explained_variance_ratio.sum() - 1.0) < 1e-6
+    radius = np.linalg.norm(centred.points, axis=-1)
+    assert np.allclose(radius, 1.0, atol=1e-6)
