@@ -78,6 +78,15 @@ def test_demo_end_to_end_on_real_structures_then_compare(tmp_path):
     for name in names:
         assert name in page
 
+    # the step count for a budget comes from a timed CARE step on the same store
+    from protein_care.demo import calibrate_steps
+
+    quick = calibrate_steps(out / "store", seconds=1.0, n_runs=1.0, seed=0, device="cpu",
+                            batch_size=results["meta"]["batch size"], log=lambda *a: None)
+    generous = calibrate_steps(out / "store", seconds=600.0, n_runs=1.0, seed=0, device="cpu",
+                               batch_size=results["meta"]["batch size"], log=lambda *a: None)
+    assert quick == 20 and generous > quick
+
     # a second run with the same settings reuses the trained runs (no work)
     assert main(["demo", "--out", str(out), "--pdb-dir", str(tmp_path / "pdb"), "--steps", "4", "--device", "cpu",
                  "--no-tradeoff"]) == 0
