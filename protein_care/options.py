@@ -12,6 +12,7 @@ ENCODERS = ("deepset", "set-transformer", "pointnet")
 POOLS = ("mean", "sum", "max", "mean+max")
 NORMS = ("batch", "none")
 EMBEDDINGS = ("single", "split")
+SPLIT_TRUNKS = ("shared", "separate")
 POINT_FEATURES = ("xyz", "xyz+quadratic")
 INV_AUGMENTS = ("rotation", "small-rotation", "points")
 NORMALIZATIONS = ("release", "pair_mean")
@@ -33,6 +34,7 @@ MODEL_DEFAULTS: dict = {
     "set_transformer_blocks": 1,
     "embedding": "single",
     "split_pose_weight": 0.1,
+    "split_trunks": "separate",
     "norm": "batch",
 }
 

@@ -23,6 +23,7 @@ from protein_care.options import (
     NORMS,
     POINT_FEATURES,
     POOLS,
+    SPLIT_TRUNKS,
 )
 
 
@@ -77,6 +78,8 @@ def add_parser(subparsers) -> None:
     g.add_argument("--encoder", default=DEFAULTS["encoder"], choices=ENCODERS, help=f"{_d('encoder')}")
     g.add_argument("--embedding", default=DEFAULTS["embedding"], choices=EMBEDDINGS,
                    help="single, or split: [invariant block; CARE block]/√2 (default: single)")
+    g.add_argument("--split-trunks", default=DEFAULTS["split_trunks"], choices=SPLIT_TRUNKS,
+                   help=f"--embedding split: one trunk per block, or one shared trunk {_d('split_trunks')}")
     g.add_argument("--split-pose-weight", type=float, default=DEFAULTS["split_pose_weight"],
                    help="--embedding split: share of the squared norm on the pose (CARE) block; cosines weigh the "
                    f"blocks (1-s, s) {_d('split_pose_weight')}")

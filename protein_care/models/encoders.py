@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import aggr
 
 from protein_care.models.features import PointFeatures
-from protein_care.options import EMBEDDINGS, ENCODERS, MODEL_DEFAULTS, NORMS, POOLS
+from protein_care.options import EMBEDDINGS, ENCODERS, MODEL_DEFAULTS, NORMS, POOLS, SPLIT_TRUNKS
 
 
 
@@ -142,13 +142,19 @@ class SplitEncoder(Encoder):
     the rotation for any linear read-out (a linear probe is blind to the scale); s = ½
     weighs both blocks alike. The losses act on each unit block, so s does not change
     training, only the concatenated embedding.
+
+    ``trunk_b`` given (``split_trunks="separate"``, the default): each block has its own
+    φ/pool/ρ trunk, so the invariance of block A and the pose of block B do not compete
+    for one set of features; ``None``: one shared trunk.
     """
 
-    def __init__(self, trunk: SetTrunk, width: int, dim: int, config: dict | None = None):
+    def __init__(self, trunk: SetTrunk, width: int, dim: int, config: dict | None = None,
+                 trunk_b: SetTrunk | None = None):
         super().__init__()
         if dim % 2:
             raise ValueError(f"--embedding split needs an even dim, got {dim}")
         self.trunk = trunk
+        self.trunk_b = trunk_b
         self.head_a = nn.Linear(width, dim // 2)
         self.head_b = nn.Linear(width, dim // 2)
         self.dim = dim
@@ -157,16 +163,32 @@ class SplitEncoder(Encoder):
         if not 0.0 < self.pose_weight < 1.0:
             raise ValueError(f"split_pose_weight must be in (0, 1), got {self.pose_weight!r}")
 
-    def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, *, blocks: bool = False):
+    def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, *, blocks: bool = False,
+                split_at: int | None = None):
         """``(B, dim)`` unit rows, or with ``blocks=True`` the two unit blocks
-        ``(z_A, z_B)``, each ``(B, dim/2)``."""
+        ``(z_A, z_B)``, each ``(B, dim/2)``. With ``split_at=k`` (training) block A is
+        computed for clouds ``0..k-1`` only and block B for clouds ``k..B-1`` only
+        (the stacked views of each block), returning ``(z_A [k], z_B [B-k])``."""
+        if split_at is not None:
+            return self._blocks_of_parts(pos, x, batch, num_graphs, split_at)
         h = self.trunk(pos, x, batch, num_graphs)
+        h_b = h if self.trunk_b is None else self.trunk_b(pos, x, batch, num_graphs)
         z_a = F.normalize(self.head_a(h), dim=1)  # (B, dim/2), invariant block
-        z_b = F.normalize(self.head_b(h), dim=1)  # (B, dim/2), equivariant block
+        z_b = F.normalize(self.head_b(h_b), dim=1)  # (B, dim/2), equivariant block
         if blocks:
             return z_a, z_b
         s = self.pose_weight
         return torch.cat([math.sqrt(1.0 - s) * z_a, math.sqrt(s) * z_b], dim=1)
+
+    def _blocks_of_parts(self, pos, x, batch, num_graphs: int, split_at: int):
+        if self.trunk_b is None:  # one trunk over all clouds (one BatchNorm over all views)
+            h = self.trunk(pos, x, batch, num_graphs)
+            return F.normalize(self.head_a(h[:split_at]), dim=1), F.normalize(self.head_b(h[split_at:]), dim=1)
+        first = batch < split_at  # clouds are stacked in order, so this is a prefix of the points
+        x_a, x_b = (None, None) if x is None else (x[first], x[~first])
+        h_a = self.trunk(pos[first], x_a, batch[first], split_at)
+        h_b = self.trunk_b(pos[~first], x_b, batch[~first] - split_at, num_graphs - split_at)
+        return F.normalize(self.head_a(h_a), dim=1), F.normalize(self.head_b(h_b), dim=1)
 
 
 
@@ -194,19 +216,26 @@ def build_encoder(config: dict) -> Encoder:
         if int(cfg[key]) < 1:
             raise ValueError(f"{key} must be >= 1, got {cfg[key]!r}")
     hidden = int(cfg["hidden"])
-    features = PointFeatures(
-        cfg["point_features"],
-        int(cfg["num_residue_types"]) if cfg["use_residue_features"] else 0,
-        int(cfg["residue_embedding_dim"]),
-    )
-    phi = mlp([features.out_channels] + [hidden] * int(cfg["phi_layers"]))
-    aggregation, pooled = make_aggregation(
-        cfg["encoder"], cfg["pool"], hidden, int(cfg["heads"]), int(cfg["set_transformer_blocks"])
-    )
-    rho = mlp([pooled] + [hidden] * int(cfg["rho_layers"]))
-    if cfg["norm"] not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {cfg['norm']!r}")
-    norm = nn.BatchNorm1d(pooled) if cfg["norm"] == "batch" else None
-    trunk = SetTrunk(features, phi, aggregation, rho, norm)
-    cls = SplitEncoder if cfg["embedding"] == "split" else SetEncoder
-    return cls(trunk, hidden, int(cfg["dim"]), cfg)
+    def make_trunk() -> SetTrunk:
+        features = PointFeatures(
+            cfg["point_features"],
+            int(cfg["num_residue_types"]) if cfg["use_residue_features"] else 0,
+            int(cfg["residue_embedding_dim"]),
+        )
+        phi = mlp([features.out_channels] + [hidden] * int(cfg["phi_layers"]))
+        aggregation, pooled = make_aggregation(
+            cfg["encoder"], cfg["pool"], hidden, int(cfg["heads"]), int(cfg["set_transformer_blocks"])
+        )
+        rho = mlp([pooled] + [hidden] * int(cfg["rho_layers"]))
+        if cfg["norm"] not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {cfg['norm']!r}")
+        norm = nn.BatchNorm1d(pooled) if cfg["norm"] == "batch" else None
+        return SetTrunk(features, phi, aggregation, rho, norm)
+
+    if cfg["embedding"] == "split":
+        if cfg["split_trunks"] not in SPLIT_TRUNKS:
+            raise ValueError(f"split_trunks must be one of {SPLIT_TRUNKS}, got {cfg['split_trunks']!r}")
+        trunk = make_trunk()
+        trunk_b = make_trunk() if cfg["split_trunks"] == "separate" else None
+        return SplitEncoder(trunk, hidden, int(cfg["dim"]), cfg, trunk_b=trunk_b)
+    return SetEncoder(make_trunk(), hidden, int(cfg["dim"]), cfg)

@@ -124,12 +124,14 @@ class Trainer:
         with autocast:  # the loss core runs outside, in float32
             if not self.split:
                 z = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs)
-            else:
-                z_a, z_b = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs, blocks=True)
+            else:  # block A sees the first two views (Haar-rotated), block B the others
+                split_at = 2 * views[0].num_graphs
+                z_a, z_b = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs, blocks=True,
+                                        split_at=split_at)
         if not self.split:
             return combined_loss(cfg["loss"], *z.float().chunk(len(views)), **kw)
-        a = z_a.float().chunk(len(views))[:2]  # block A: the Haar-rotated invariance views
-        b = z_b.float().chunk(len(views))[2:]  # block B: its invariance (+ equivariance) views
+        a = z_a.float().chunk(2)  # block A: the Haar-rotated invariance views
+        b = z_b.float().chunk(len(views) - 2)  # block B: its invariance (+ equivariance) views
         parts_a = combined_loss("simclr", *a, **kw)
         parts_b = combined_loss(cfg["loss"], *b, **kw)
         out = {f"a/{k}": v for k, v in parts_a.items() if k != "loss"}

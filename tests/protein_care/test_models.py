@@ -133,3 +133,23 @@ def test_same_seed_same_parameters():
     a, b = make("deepset", seed=5), make("deepset", seed=5)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("trunks", ["separate", "shared"])
+def test_split_blocks_of_parts_equal_the_blocks_of_the_whole_batch_in_eval(trunks):
+    """Training computes block A on the first clouds only and block B on the rest; in eval
+    mode (fixed BatchNorm statistics) that equals slicing the blocks of the whole batch."""
+    model = make("deepset", embedding="split", split_trunks=trunks)
+    assert (model.trunk_b is None) == (trunks == "shared")
+    pos, x, batch = random_batch([5, 8, 6, 7], 4)
+    z_a, z_b = model(pos, x, batch, 4, blocks=True)
+    part_a, part_b = model(pos, x, batch, 4, blocks=True, split_at=2)
+    torch.testing.assert_close(part_a, z_a[:2])
+    torch.testing.assert_close(part_b, z_b[2:])
+
+
+def test_separate_split_trunks_do_not_share_parameters():
+    model = make("deepset", embedding="split", split_trunks="separate")
+    a = {id(p) for p in model.trunk.parameters()}
+    b = {id(p) for p in model.trunk_b.parameters()}
+    assert a and b and not (a & b)
