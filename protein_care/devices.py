@@ -7,14 +7,19 @@ import torch
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+class UsageError(ValueError):
+    """A bad command-line value: :func:`protein_care.cli.main` prints the message, which
+    names the argument, and exits with status 2."""
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error
     that says so; ``cuda:N`` and ``cpu`` are taken as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA device is available on this machine (use --device cpu)")
+        raise UsageError(f"--device {name}: no CUDA device is available on this machine (use --device cpu)")
     try:
         return torch.device(name)
     except RuntimeError as error:
-        raise ValueError(f"--device {name!r} is not a device torch knows ({error})") from None
+        raise UsageError(f"--device {name!r} is not a device torch knows ({error})") from None

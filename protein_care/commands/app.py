@@ -60,11 +60,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from protein_care.devices import resolve_device
 
-    try:
-        device = resolve_device(args.device)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    device = resolve_device(args.device)  # a bad --device exits 2 through cli.main
     from apps.trajectory_explorer.data import ExplorerData, ExplorerError, RunLoadError
     from apps.trajectory_explorer.server import create_app, is_loopback, make_server
 

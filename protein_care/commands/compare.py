@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         named.append((name or run_dir.name, run_dir, config))
     store_path = args.store or named[0][2].get("store")
+    device = str(resolve_device(args.device))  # a bad --device exits 2 through cli.main
     try:
-        device = str(resolve_device(args.device))
         store = PointCloudStore(store_path)
     except Exception as error:
         print(f"error: --store {store_path}: {error}", file=sys.stderr)

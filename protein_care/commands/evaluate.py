@@ -63,11 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from protein_care.devices import resolve_device
     from protein_care.evaluation.evaluate import METRICS_NAME, evaluate_run, format_table, write_metrics
 
-    try:
-        device = resolve_device(args.device)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    device = resolve_device(args.device)  # a bad --device exits 2 through cli.main
     checkpoint = args.checkpoint
     if checkpoint is not None and checkpoint.isdigit():
         checkpoint = int(checkpoint)

@@ -24,11 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from protein_care.devices import resolve_device
     from protein_care.selfcheck import format_table, run_selfcheck
 
-    try:
-        device = resolve_device(args.device)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    device = resolve_device(args.device)  # a bad --device exits 2 through cli.main
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"protein-care selfcheck on {device} ({name}), torch {torch.__version__}, seed {args.seed}")
     results = run_selfcheck(device, args.seed)
