@@ -91,7 +91,7 @@ def trajectory_figure(
     fig = make_subplots(
         rows=rows, cols=cols, specs=specs,
         subplot_titles=[_panel_title(t, p, tr) for (t, tr), p in zip(items, projections)],
-        horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.08,
+        horizontal_spacing=0.1, vertical_spacing=0.12 if rows > 1 else 0.08,
     )
     symbols = _SYMBOLS_2D if view == "2d" else _SYMBOLS_3D
     for n, ((run_title, traj), proj) in enumerate(zip(items, projections)):
