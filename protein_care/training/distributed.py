@@ -9,57 +9,10 @@ own batch (no all-gather). Without those variables everything runs in one proces
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 
-from protein_care.devices import resolve_device
-
-
-@dataclass(frozen=True)
-class DistContext:
-    """Where this process stands: ``rank`` of ``world_size``, its ``device``."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def setup(device_name: str = "auto") -> DistContext:
-    """Join the process group when launched by torchrun (or with RANK/WORLD_SIZE set);
-    pick the device (``cuda:LOCAL_RANK`` for CUDA ranks)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_name)
-    if world_size <= 1:
-        return DistContext(device=device)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
-    return DistContext(rank, world_size, local_rank, device)
-
-
-def teardown(ctx: DistContext) -> None:
-    if ctx.distributed and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.distributed:
-        dist.barrier()
+from protein_care.distributed import DistContext, barrier, setup, teardown  # noqa: F401  (re-exported)
 
 
 def any_rank(ctx: DistContext, flag: bool) -> bool:

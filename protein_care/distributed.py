@@ -1,0 +1,66 @@
+"""Joining the process group that ``torchrun`` describes, for any trainer (torch only).
+
+``protein-care train`` and ``vision-benchmarks pretrain`` both call :func:`setup`: with
+``WORLD_SIZE`` > 1 in the environment the process joins a group (NCCL on CUDA, gloo on
+CPU) and rank r runs on ``cuda:LOCAL_RANK``; otherwise everything stays in one process.
+What each trainer does with its rank (sharding, chunks) lives with that trainer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from protein_care.devices import resolve_device
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands: ``rank`` of ``world_size`` on ``device``; ``owner``
+    says whether :func:`setup` created the process group (and :func:`teardown` ends it)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+    owner: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device_name: str = "auto") -> DistContext:
+    """Join the process group that ``torchrun`` describes in the environment (if any)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world_size <= 1:
+        return DistContext(device=device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    owner = not dist.is_initialized()
+    if owner:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank,
+                                world_size=world_size)
+    return DistContext(rank, world_size, device, owner)
+
+
+def teardown(ctx: DistContext) -> None:
+    if ctx.owner and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        if ctx.device.type == "cuda":
+            dist.barrier(device_ids=[ctx.device.index])
+        else:
+            dist.barrier()
