@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from protein_care.geometry import random_rotations
+from protein_care.geometry import axis_angle_matrices, random_rotations
 
 from protein_care.options import INV_AUGMENTS
 
@@ -100,17 +100,6 @@ def rotate_per_chunk(
     rotations = random_rotations(n_split, generator=generator, device=pos.device, dtype=pos.dtype)
     out = rotate_per_cloud(pos, batch, rotations[chunk])
     return (out, rotations) if return_rotations else out
-
-
-def axis_angle_matrices(axes: Tensor, angles: Tensor) -> Tensor:
-    """Rodrigues' formula for a batch: unit ``axes`` (n, 3), ``angles`` (n,) radians →
-    ``(n, 3, 3)``."""
-    ux, uy, uz = axes.unbind(1)
-    zero = torch.zeros_like(ux)
-    k = torch.stack([zero, -uz, uy, uz, zero, -ux, -uy, ux, zero], dim=1).reshape(-1, 3, 3)
-    s, c = torch.sin(angles)[:, None, None], torch.cos(angles)[:, None, None]
-    eye = torch.eye(3, dtype=axes.dtype, device=axes.device)
-    return eye + s * k + (1 - c) * (k @ k)
 
 
 def small_rotations(

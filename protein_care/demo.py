@@ -280,11 +280,11 @@ def calibrate_steps(store_path: Path, *, seconds: float, n_runs: float, seed: in
     return max(steps, 20)
 
 
-def run_demo(out, *, pdb_dir=None, minutes: float = 10.0, steps: int | None = None, device: str = "auto",
+def run_demo(out, *, pdb_dir=None, store=None, minutes: float = 10.0, steps: int | None = None, device: str = "auto",
              seed: int = 0, workers: int | None = None, tradeoff: bool = True, log=print) -> dict:
-    """Build a store, train every run of :data:`DEMO_RUNS` (and the λ trade-off), evaluate,
-    and write ``out/results.json`` and ``out/report.html``. Returns the results."""
-    from data_pipeline.build import build_store
+    """Build a store (or use ``store``, an existing one), train every run of
+    :data:`DEMO_RUNS` (and the λ trade-off), evaluate, and write ``out/results.json`` and
+    ``out/report.html``. Returns the results."""
     from data_pipeline.store import PointCloudStore
     from protein_care.devices import resolve_device
     from protein_care.report import RESULTS_NAME, write_report
@@ -295,14 +295,23 @@ def run_demo(out, *, pdb_dir=None, minutes: float = 10.0, steps: int | None = No
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device_name = str(resolve_device(device))
-    source = find_pdb_dir(pdb_dir)
-    if source is None:
-        source = _fetch_demo_structures(out / "pdb-cache", log=log)
-    log(f"[1/4] store from {source}")
-    store_path = out / "store"
-    report = build_store(corpus_sources(Path(source)), store_path, selection="ca", min_points=20, max_points=3000,
-                         workers=workers, progress=sys.stderr.isatty())
-    log(f"  {report.summary() if hasattr(report, 'summary') else report}")
+    if store is not None:
+        store_path = Path(store)
+        if not (store_path / "meta.json").is_file():
+            raise FileNotFoundError(f"--store {store_path}: not a point-cloud store (no meta.json); "
+                                    "build one with protein-care build-dataset")
+        log(f"[1/4] store {store_path} (given)")
+    else:
+        from data_pipeline.build import build_store
+
+        source = find_pdb_dir(pdb_dir)
+        if source is None:
+            source = _fetch_demo_structures(out / "pdb-cache", log=log)
+        log(f"[1/4] store from {source}")
+        store_path = out / "store"
+        report = build_store(corpus_sources(Path(source)), store_path, selection="ca", min_points=20,
+                             max_points=3000, workers=workers, progress=sys.stderr.isatty())
+        log(f"  {report.summary() if hasattr(report, 'summary') else report}")
     store = PointCloudStore(store_path)
     batch_size = fit_batch_size(len(store.split("train")))
     runs_dir = out / "runs"

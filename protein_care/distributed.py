@@ -3,7 +3,8 @@
 ``protein-care train`` and ``vision-benchmarks pretrain`` both call :func:`setup`: with
 ``WORLD_SIZE`` > 1 in the environment the process joins a group (NCCL on CUDA, gloo on
 CPU) and rank r runs on ``cuda:LOCAL_RANK``; otherwise everything stays in one process.
-What each trainer does with its rank (sharding, chunks) lives with that trainer.
+Both wrap their model with :func:`wrap_ddp`. What each trainer does with its rank
+(sharding, chunks) lives with that trainer.
 """
 
 from __future__ import annotations
@@ -64,3 +65,15 @@ def barrier(ctx: DistContext) -> None:
             dist.barrier(device_ids=[ctx.device.index])
         else:
             dist.barrier()
+
+
+def wrap_ddp(module: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    """``DistributedDataParallel(module)`` on the process's device; ``module`` itself when
+    not distributed. DDP broadcasts rank 0's buffers (BatchNorm running statistics) at
+    every forward (its default), so all ranks evaluate with rank 0's statistics."""
+    if not ctx.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=device_ids)

@@ -48,6 +48,20 @@ def _device_of(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _prepare_encoder(encoder: nn.Module, features, batch_size: int, device, features_hint: str) -> tuple[bool, torch.device]:
+    """Check ``batch_size`` and that ``features`` are given when the encoder uses residue
+    types, and move the encoder to ``device``. Returns (uses residue features, device)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    uses_features = getattr(encoder, "uses_residue_features", False)
+    if uses_features and features is None:
+        raise ValueError(f"this encoder uses residue-type features: pass features ({features_hint})")
+    device = torch.device(device)
+    if _device_of(encoder) != device:
+        encoder.to(device)
+    return uses_features, device
+
+
 @torch.no_grad()
 def _embed_batch(encoder, pos, x, batch, num_graphs, length_scale, rotations) -> Tensor:
     pos = center_and_scale(pos, batch, num_graphs, length_scale)
@@ -77,14 +91,7 @@ def embed_clouds(
     """
     if rotations is not None and rotations.shape != (len(coords), 3, 3):
         raise ValueError(f"rotations must be ({len(coords)}, 3, 3), got {tuple(rotations.shape)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    uses_features = getattr(encoder, "uses_residue_features", False)
-    if uses_features and features is None:
-        raise ValueError("this encoder uses residue-type features: pass features (one code array per cloud)")
-    device = torch.device(device)
-    if _device_of(encoder) != device:
-        encoder.to(device)
+    uses_features, device = _prepare_encoder(encoder, features, batch_size, device, "one code array per cloud")
     was_training = encoder.training
     encoder.eval()
     try:
@@ -116,14 +123,7 @@ def embed_rotation_series(
     centred once and replicated on the device, not re-packed per rotation."""
     if rotations is None or rotations.ndim != 3 or rotations.shape[1:] != (3, 3):
         raise ValueError("rotations must be (S, 3, 3)")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    uses_features = getattr(encoder, "uses_residue_features", False)
-    if uses_features and features is None:
-        raise ValueError("this encoder uses residue-type features: pass features (the cloud's code array)")
-    device = torch.device(device)
-    if _device_of(encoder) != device:
-        encoder.to(device)
+    uses_features, device = _prepare_encoder(encoder, features, batch_size, device, "the cloud's code array")
     pos1 = _as_tensor(coords, torch.float32, device).reshape(-1, 3)
     pos1 = (pos1 - pos1.mean(dim=0, keepdim=True)) / length_scale
     x1 = _as_tensor(features, torch.long, device).reshape(-1) if uses_features else None

@@ -1,7 +1,8 @@
 """Rotations and Wahba's problem, batched and device-agnostic (torch only).
 
 - :func:`random_rotations`: Haar-uniform samples of SO(3) from unit quaternions.
-- :func:`axis_rotation`: rotations by given angles about a fixed axis (Rodrigues).
+- :func:`axis_rotation`: rotations by given angles about a fixed axis, and
+  :func:`axis_angle_matrices`: about one axis each (Rodrigues).
 - :func:`random_orthogonal`: Haar samples of SO(d) or O(d) (QR with sign correction).
 - :func:`solve_wahba`, :func:`wahba_error`: the best rotation between two sets of
   embeddings and the paper's W_f (CARE §4).
@@ -89,12 +90,17 @@ def axis_rotation(
     norm = u.norm()
     if not norm > 0:
         raise ValueError("axis must be a non-zero vector")
-    u = u / norm
-    k = torch.zeros(3, 3, dtype=u.dtype, device=u.device)  # cross-product matrix [u]_x
-    k[0, 1], k[0, 2], k[1, 2] = -u[2], u[1], -u[0]
-    k = k - k.T
+    return axis_angle_matrices(u / norm, angles)
+
+
+def axis_angle_matrices(axes: Tensor, angles: Tensor) -> Tensor:
+    """Rodrigues' formula R = I + sin θ [u]ₓ + (1 − cos θ) [u]ₓ²: unit ``axes`` (n, 3), or
+    one unit axis (3,) shared by all, and ``angles`` (n,) radians → ``(n, 3, 3)``."""
+    ux, uy, uz = axes.unbind(-1)
+    zero = torch.zeros_like(ux)
+    k = torch.stack([zero, -uz, uy, uz, zero, -ux, -uy, ux, zero], dim=-1).reshape(*axes.shape[:-1], 3, 3)  # [u]ₓ
     s, c = torch.sin(angles)[:, None, None], torch.cos(angles)[:, None, None]
-    eye = torch.eye(3, dtype=u.dtype, device=u.device)
+    eye = torch.eye(3, dtype=axes.dtype, device=axes.device)
     return eye + s * k + (1 - c) * (k @ k)
 
 

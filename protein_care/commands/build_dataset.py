@@ -16,12 +16,13 @@ from data_pipeline.parse import BACKENDS
 from data_pipeline.splits import check_fractions
 from data_pipeline.store import StoreError
 from data_pipeline.structure import SELECTIONS
+from protein_care.commands._args import EXIT_USAGE, add_progress_argument, arg_error
 
 PROG = "protein-care build-dataset"
 
 EXIT_OK = 0  # the store was built (or was already up to date); failures are listed
 EXIT_REFUSED = 1  # --out holds a store of another configuration (or not a store)
-EXIT_USAGE = 2  # a bad argument
+# EXIT_USAGE (2, protein_care.commands._args): a bad argument
 
 EPILOG = f"""\
 examples:
@@ -91,43 +92,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     how.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
                      help="parser processes (default: number of CPUs)")
     how.add_argument("--overwrite", action="store_true", help="replace a store of another configuration")
-    how.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                     help="progress bar on stderr (default: only when stderr is a terminal)")
+    add_progress_argument(how)
     p.set_defaults(func=run)
     return p
-
-
-def _arg_error(argument: str, message: str) -> int:
-    print(f"{PROG}: error: argument {argument}: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``build-dataset`` with parsed arguments; returns the exit status (see EPILOG)."""
     if not args.source and not args.manifest:
-        return _arg_error("--source/--manifest", "give at least one input")
+        return arg_error(PROG, "--source/--manifest", "give at least one input")
     if args.max_points is not None and args.max_points < args.min_points:
-        return _arg_error("--max-points", f"must be >= --min-points ({args.min_points}), got {args.max_points}")
+        return arg_error(PROG, "--max-points", f"must be >= --min-points ({args.min_points}), got {args.max_points}")
     paths: list[Path] = []
     for src in args.source:
         if not Path(src).exists():
-            return _arg_error("--source", f"not found: {src!r}")
+            return arg_error(PROG, "--source", f"not found: {src!r}")
         found = find_structure_files([src])
         if not found:
-            return _arg_error("--source", f"no structure files (.cif/.pdb/.ent[.gz]) under {src!r}")
+            return arg_error(PROG, "--source", f"no structure files (.cif/.pdb/.ent[.gz]) under {src!r}")
         paths += found
     for manifest in args.manifest:
         try:
             paths += manifest_files(manifest)
         except OSError as exc:
-            return _arg_error("--manifest", f"cannot read {manifest!r}: {exc.strerror or exc}")
+            return arg_error(PROG, "--manifest", f"cannot read {manifest!r}: {exc.strerror or exc}")
     if not paths:
-        return _arg_error("--manifest", "no usable (ok/cached) files in the manifest(s)")
+        return arg_error(PROG, "--manifest", "no usable (ok/cached) files in the manifest(s)")
     missing = [p for p in paths if not p.exists()]
     if missing:
-        return _arg_error("--manifest", f"{len(missing)} listed files do not exist, e.g. {str(missing[0])!r}")
+        return arg_error(PROG, "--manifest", f"{len(missing)} listed files do not exist, e.g. {str(missing[0])!r}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
-        return _arg_error("--out", f"exists and is not a folder: {args.out!r}")
+        return arg_error(PROG, "--out", f"exists and is not a folder: {args.out!r}")
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
@@ -141,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except OSError as exc:
-        return _arg_error("--out", f"cannot write {args.out!r}: {exc.strerror or exc}")
+        return arg_error(PROG, "--out", f"cannot write {args.out!r}: {exc.strerror or exc}")
     print(report.summary())
     if report.status == "up-to-date":
         print("store already built with this configuration: nothing to do")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from protein_care.commands._args import add_device_argument, add_runs_arguments
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -14,12 +16,11 @@ def add_parser(subparsers) -> None:
         description="Evaluate existing training runs on one store (held-out split, with snapshots across "
         "training) and write DIR/results.json and DIR/report.html, as `protein-care demo` does.",
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (name them NAME=RUN to set the label)")
-    parser.add_argument("--out", required=True, help="output folder for results.json and report.html")
-    parser.add_argument("--store", default=None, help="store to evaluate on (default: the first run's training store)")
+    add_runs_arguments(parser, runs_help="run folders (name them NAME=RUN to set the label)",
+                       out_help="output folder for results.json and report.html", store_help="store to evaluate on")
     parser.add_argument("--ids", nargs="*", default=None, help="protein IDs for the trajectories (default: 3 sampled)")
     parser.add_argument("--steps", type=int, default=64, help="rotation steps per trajectory (default: 64)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of every rotation and sample (default: 0)")
     parser.set_defaults(func=run)
 

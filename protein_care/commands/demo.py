@@ -18,6 +18,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output folder (store, runs, results.json, report.html)")
     parser.add_argument("--pdb-dir", default=None,
                         help="folder of structure files (default: $PROTEIN_CARE_TEST_PDB or ../shared/pdb)")
+    parser.add_argument("--store", default=None,
+                        help="an existing point-cloud store (from build-dataset) to use instead of building one "
+                        "from --pdb-dir")
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget used to choose the steps (default: 10)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: fitted to --minutes)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
@@ -33,11 +36,14 @@ def run(args: argparse.Namespace) -> int:
     if args.minutes <= 0:
         print(f"error: --minutes {args.minutes}: expected a positive number", file=sys.stderr)
         return 2
+    if args.store and args.pdb_dir:
+        print("error: --store and --pdb-dir: give one source, not both", file=sys.stderr)
+        return 2
     if args.steps is not None and args.steps < 1:
         print(f"error: --steps {args.steps}: expected an integer >= 1", file=sys.stderr)
         return 2
     try:
-        run_demo(args.out, pdb_dir=args.pdb_dir, minutes=args.minutes, steps=args.steps, device=args.device,
+        run_demo(args.out, pdb_dir=args.pdb_dir, store=args.store, minutes=args.minutes, steps=args.steps, device=args.device,
                  seed=args.seed, workers=args.workers, tradeoff=args.tradeoff)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

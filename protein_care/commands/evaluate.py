@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from protein_care.commands._args import add_device_argument
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -54,7 +56,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-baseline", dest="include_baseline", action="store_false",
                    help="skip the random-init baseline")
     p.add_argument("--batch-size", type=_positive, default=256, help="clouds per encoder call (default: 256)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N] (default: auto)")
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 

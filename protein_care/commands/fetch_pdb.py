@@ -23,12 +23,13 @@ from data_pipeline.rcsb_search import (
     load_query,
     search_entry_ids,
 )
+from protein_care.commands._args import EXIT_USAGE, add_progress_argument, arg_error
 
 PROG = "protein-care fetch-pdb"
 
 EXIT_OK = 0  # every requested entry ended ok or cached
 EXIT_ENTRIES_FAILED = 1  # some entries missing/obsolete/invalid/failed, or IDs rejected
-EXIT_USAGE = 2  # a bad argument, or nothing to do
+# EXIT_USAGE (2, protein_care.commands._args): a bad argument, or nothing to do
 EXIT_SEARCH_FAILED = 3  # the search service could not be reached or failed
 
 EPILOG = f"""\
@@ -123,15 +124,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="retries of transient faults, exponential backoff (default: %(default)s)")
     how.add_argument("--backoff", type=_non_negative_float, default=0.5, metavar="SECONDS",
                      help="backoff factor: retry n waits about SECONDS*2^(n-1) (default: %(default)s)")
-    how.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                     help="progress bar on stderr (default: only when stderr is a terminal)")
+    add_progress_argument(how)
     p.set_defaults(func=run)
     return p
-
-
-def _arg_error(argument: str, message: str) -> int:
-    print(f"{PROG}: error: argument {argument}: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def _searched_ids(args: argparse.Namespace) -> list[str] | int:
@@ -141,15 +136,15 @@ def _searched_ids(args: argparse.Namespace) -> list[str] | int:
         try:
             request = load_query(args.query)  # its request_options (e.g. sort) are kept
         except OSError as exc:
-            return _arg_error("--query", f"cannot read {args.query!r}: {exc.strerror or exc}")
+            return arg_error(PROG, "--query", f"cannot read {args.query!r}: {exc.strerror or exc}")
         except ValueError as exc:
-            return _arg_error("--query", f"{args.query!r} is not an RCSB entry search: {exc}")
+            return arg_error(PROG, "--query", f"{args.query!r} is not an RCSB entry search: {exc}")
     node = build_query(text=args.text, max_resolution=args.max_resolution,
                        experimental_method=args.experimental_method, base=request.get("query"))
     if node is None:
         if args.limit is not None:
-            return _arg_error("--limit", "needs a search (--query, --text, --max-resolution "
-                              "or --experimental-method)")
+            return arg_error(PROG, "--limit", "needs a search (--query, --text, --max-resolution "
+                             "or --experimental-method)")
         return []
     policy = RetryPolicy(retries=args.retries, backoff_factor=args.backoff)
     try:
@@ -158,7 +153,7 @@ def _searched_ids(args: argparse.Namespace) -> list[str] | int:
     except SearchError as exc:
         if exc.refused:
             names = "--query" if args.query else "--text/--max-resolution/--experimental-method"
-            return _arg_error(names, f"search refused: {exc}")
+            return arg_error(PROG, names, f"search refused: {exc}")
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_SEARCH_FAILED
     print(f"search: {len(ids)} entries", file=sys.stderr)
@@ -172,9 +167,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             raw_ids += read_ids_file(args.ids_file)
         except (OSError, UnicodeDecodeError) as exc:
-            return _arg_error("--ids-file", f"cannot read {args.ids_file!r}: {exc}")
+            return arg_error(PROG, "--ids-file", f"cannot read {args.ids_file!r}: {exc}")
     if args.mirror is not None and not Path(args.mirror).is_dir():
-        return _arg_error("--mirror", f"not a directory: {args.mirror!r}")
+        return arg_error(PROG, "--mirror", f"not a directory: {args.mirror!r}")
     searched = _searched_ids(args)
     if isinstance(searched, int):
         return searched
@@ -195,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
                        retries=args.retries, progress=args.progress,
                        holdings_url=args.holdings_url, backoff_factor=args.backoff)
     except OSError as exc:
-        return _arg_error("--out", f"cannot use {args.out!r}: {exc}")
+        return arg_error(PROG, "--out", f"cannot use {args.out!r}: {exc}")
     report.rejected = rejected
 
     print(report.summary())

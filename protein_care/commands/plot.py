@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from protein_care.commands._args import add_device_argument, add_runs_arguments
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -19,9 +21,8 @@ def add_parser(subparsers) -> None:
         description="Rotate proteins from 0 to 2π about x, y and z, embed every step with each run's frozen "
         "encoder, project with a PCA fitted per run and write one interactive HTML (plotly.js embedded).",
     )
-    p.add_argument("runs", metavar="RUN", nargs="+", help="run folders written by protein-care train")
-    p.add_argument("--out", required=True, help="the HTML file to write")
-    p.add_argument("--store", default=None, help="store holding the proteins (default: the first run's training store)")
+    add_runs_arguments(p, runs_help="run folders written by protein-care train", out_help="the HTML file to write",
+                       store_help="store holding the proteins")
     p.add_argument("--ids", nargs="+", default=None, metavar="ID", help="cloud IDs to plot (default: drawn with --seed)")
     p.add_argument("--n-proteins", type=int, default=3, help="proteins drawn when --ids is not given (default: 3)")
     p.add_argument("--steps", type=int, default=64, help="angles per axis, 0 and 2π included (default: 64)")
@@ -29,7 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--view", default="2d", choices=("2d", "3d"), help="PCA to 2 or 3 components (default: 2d)")
     p.add_argument("--checkpoint", default=None, help="latest (default), step_K, init or a checkpoint path, for every run")
     p.add_argument("--png", default=None, help="also write a static PNG (needs the kaleido package)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N] (default: auto)")
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 

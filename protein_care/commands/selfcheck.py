@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from protein_care.commands._args import add_device_argument
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -13,7 +15,7 @@ def add_parser(subparsers) -> None:
         description="Run the property checks of the loss core, rotation sampler and Wahba "
         "solver on random data on the chosen device and print a table.",
     )
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N] (default: auto)")
+    add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.set_defaults(func=run)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from protein_care.commands._args import add_device_argument
 from protein_care.options import (
     DEFAULTS,
     EMBEDDINGS,
@@ -44,7 +45,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("--split", default=DEFAULTS["split"], help=f"store split to train on, or 'all' {_d('split')}")
     g.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt (a fresh start when there is none)")
     g.add_argument("--seed", type=int, default=DEFAULTS["seed"], help=f"seed of initialisation, data order and augmentations {_d('seed')}")
-    g.add_argument("--device", default=DEFAULTS["device"], help="auto (CUDA if available), cpu or cuda[:N] (default: auto)")
+    add_device_argument(g, DEFAULTS["device"])
     g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this many minutes of this invocation")
     g.add_argument("--max-steps", type=int, default=None, help="plan at most this many optimizer steps (the schedule's length)")
     g.add_argument("--checkpoint-every", type=int, default=DEFAULTS["checkpoint_every"], help=f"steps between checkpoints {_d('checkpoint_every')}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from protein_care.distributed import DistContext, barrier, setup, teardown  # noqa: F401  (re-exported)
+from protein_care.distributed import DistContext, barrier, setup, teardown, wrap_ddp  # noqa: F401  (re-exported)
 
 
 def any_rank(ctx: DistContext, flag: bool) -> bool:
@@ -33,11 +33,3 @@ def broadcast_buffers(model: torch.nn.Module, ctx: DistContext) -> None:
         for buffer in model.buffers():
             dist.broadcast(buffer.data, src=0)
 
-
-def wrap_ddp(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
-    if not ctx.distributed:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids)

@@ -87,9 +87,10 @@ def test_demo_end_to_end_on_real_structures_then_compare(tmp_path):
                                batch_size=results["meta"]["batch size"], log=lambda *a: None)
     assert quick == 20 and generous > quick
 
-    # a second run with the same settings reuses the trained runs (no work)
-    assert main(["demo", "--out", str(out), "--pdb-dir", str(tmp_path / "pdb"), "--steps", "4", "--device", "cpu",
+    # a second run on the store just built (--store) with the same settings reuses the trained runs
+    assert main(["demo", "--out", str(out), "--store", str(out / "store"), "--steps", "4", "--device", "cpu",
                  "--no-tradeoff"]) == 0
+    assert json.loads((out / "results.json").read_text())["meta"]["store"] == str(out / "store")
 
     compared = tmp_path / "compare"
     runs = [f"CARE={out / 'runs' / slugify('CARE points')}", f"SimCLR={out / 'runs' / 'simclr'}"]
@@ -107,3 +108,7 @@ def test_compare_names_a_missing_run(tmp_path, capsys):
 def test_demo_rejects_bad_arguments(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--minutes", "0"]) == 2
     assert "--minutes" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "o"), "--store", str(tmp_path / "no-store")]) == 2
+    assert "--store" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "o"), "--store", "s", "--pdb-dir", "p"]) == 2
+    assert "--store and --pdb-dir" in capsys.readouterr().err

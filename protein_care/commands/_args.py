@@ -1,0 +1,39 @@
+"""Arguments and usage errors shared by the subcommands (argparse only: building the
+CLI parser must not import torch).
+
+Not a subcommand itself: :data:`protein_care.cli.COMMANDS` does not list it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_USAGE = 2  # a bad argument: the status argparse exits with
+
+
+def arg_error(prog: str, argument: str, message: str) -> int:
+    """Report a bad ``argument`` as argparse does (``PROG: error: argument ARG: MESSAGE``
+    on stderr) and return :data:`EXIT_USAGE`, for checks argparse cannot make."""
+    print(f"{prog}: error: argument {argument}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def add_progress_argument(parser) -> None:
+    """``--progress/--no-progress``; ``None`` (the default) leaves the choice to whether
+    stderr is a terminal."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: only when stderr is a terminal)")
+
+
+def add_device_argument(parser, default: str = "auto") -> None:
+    """``--device``, read by :func:`protein_care.devices.resolve_device` when the command runs."""
+    parser.add_argument("--device", default=default, help=f"auto (CUDA if available), cpu or cuda[:N] (default: {default})")
+
+
+def add_runs_arguments(parser, *, runs_help: str, out_help: str, store_help: str) -> None:
+    """``RUN [RUN ...]``, ``--out`` (required) and ``--store``, whose default (``None``) is
+    the first run's training store."""
+    parser.add_argument("runs", nargs="+", metavar="RUN", help=runs_help)
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--store", default=None, help=f"{store_help} (default: the first run's training store)")
