@@ -17,8 +17,10 @@ over a chunk of images (CARE's equivariance views) is ``params.repeat_interleave
 
 Numerics: every op works in float32 on [0, 1] with no intermediate rounding to uint8.
 For fixed parameters each op equals ``torchvision.transforms.v2.functional`` on float
-images to ~1e-5 (tests/vision_benchmarks/test_augment.py); the release's PIL path rounds
-to uint8 after every op, so it differs from both by a few uint8 levels.
+images to ~1e-5 (tests/vision_benchmarks/test_augment.py), also under autocast (switched
+off inside); the release's PIL path rounds to uint8 after every op, so it differs from
+both by a few uint8 levels. ``blur_impl = "cv2"`` reproduces the release's
+``cv2.GaussianBlur`` bit for bit instead (:mod:`vision_benchmarks.blur`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
-import torch.nn.functional as F
+
+from vision_benchmarks.blur import BLUR_IMPLS, gaussian_blur, gaussian_kernels  # noqa: F401  (re-exported)
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
 EQUIV_VIEW_MODES = ("per-chunk", "release")
@@ -49,8 +52,12 @@ class AugmentConfig:
     blur_p: float = 0.5
     mean: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
     std: tuple[float, float, float] = (0.2023, 0.1994, 0.2010)
+    blur_impl: str = "torchvision"  # invariance views' blur: torchvision | cv2 (vision_benchmarks.blur)
+    equiv_crop: bool = True  # equivariance views include the crop (false: the release's ImageNet100)
 
     def __post_init__(self):
+        if self.blur_impl not in BLUR_IMPLS:
+            raise ValueError(f"blur_impl must be one of {BLUR_IMPLS}, got {self.blur_impl!r}")
         if self.blur_kernel % 2 != 1 or self.blur_kernel < 1:
             raise ValueError(f"blur_kernel must be odd and positive, got {self.blur_kernel}")
         if not 0 < self.scale[0] <= self.scale[1] <= 1:
@@ -93,6 +100,11 @@ class AugmentParams:
 
     def __getitem__(self, index) -> "AugmentParams":
         return self._map(lambda t: t[index])
+
+    @staticmethod
+    def cat(parts: "list[AugmentParams]") -> "AugmentParams":
+        """The rows of ``parts`` stacked in order."""
+        return AugmentParams(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(AugmentParams)})
 
 
 # --------------------------------------------------------------------------- sampling
@@ -306,26 +318,6 @@ def random_grayscale(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
 
 
-def gaussian_kernels(sigma: Tensor, kernel_size: int) -> Tensor:
-    """``(n, k)`` normalised 1-D Gaussians exp(−x²/2σ²), x = −(k−1)/2 … (k−1)/2."""
-    half = (kernel_size - 1) / 2
-    xs = torch.linspace(-half, half, kernel_size, device=sigma.device, dtype=torch.float32)
-    return torch.softmax(-0.5 * (xs[None, :] / sigma.float()[:, None]) ** 2, dim=1)
-
-
-def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int, mask: Tensor | None = None) -> Tensor:
-    """Separable Gaussian blur with one σ per image (reflect padding, as torchvision and
-    cv2's default BORDER_REFLECT_101), as a grouped convolution over the batch."""
-    n, c, height, width = x.shape
-    kernel = gaussian_kernels(sigma, kernel_size).to(x.dtype).repeat_interleave(c, dim=0)  # (n·c, k)
-    pad = kernel_size // 2
-    y = x.reshape(1, n * c, height, width)
-    y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode="reflect"), kernel[:, None, None, :], groups=n * c)
-    y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode="reflect"), kernel[:, None, :, None], groups=n * c)
-    y = y.reshape(n, c, height, width)
-    return y if mask is None else torch.where(mask.view(-1, 1, 1, 1), y, x)
-
-
 def normalize(x: Tensor, mean, std) -> Tensor:
     """``(x − mean) / std`` per channel."""
     mean = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
@@ -336,16 +328,21 @@ def normalize(x: Tensor, mean, std) -> Tensor:
 # --------------------------------------------------------------------------- pipeline
 
 
-def apply_params(images: Tensor, params: AugmentParams, config: AugmentConfig, sync_free: bool | None = None) -> Tensor:
-    """The release pipeline with parameter row k applied to image k → normalised float."""
+def apply_params(images: Tensor, params: AugmentParams, config: AugmentConfig, sync_free: bool | None = None,
+                 *, crop: bool = True, blur_impl: str | None = None) -> Tensor:
+    """The release pipeline with parameter row k applied to image k → normalised float.
+    ``crop=False``: the images are already crops; they are only resized to ``size`` when
+    they have another size (``params.crop`` unused). ``blur_impl`` defaults to
+    ``config.blur_impl``. Runs in float32 even under autocast."""
     if len(params) != images.shape[0]:
         raise ValueError(f"need one parameter row per image: {len(params)} rows for {images.shape[0]} images")
-    x = resized_crop(images, params.crop, config.size)
-    x = hflip(x, params.flip)
-    x = color_jitter(x, params.factors, params.order, params.jitter, sync_free)
-    x = random_grayscale(x, params.grayscale)
-    x = gaussian_blur(x, params.sigma, config.blur_kernel, params.blur)
-    return normalize(x, config.mean, config.std)
+    with torch.autocast(images.device.type, enabled=False):
+        x = resized_crop(images, params.crop, config.size) if crop else resize(images, config.size)
+        x = hflip(x, params.flip)
+        x = color_jitter(x, params.factors, params.order, params.jitter, sync_free)
+        x = random_grayscale(x, params.grayscale)
+        x = gaussian_blur(x, params.sigma, config.blur_kernel, params.blur, blur_impl or config.blur_impl)
+        return normalize(x, config.mean, config.std)
 
 
 class BatchAugment:
@@ -365,11 +362,12 @@ class BatchAugment:
         self.config = config
         self.equiv_views = equiv_views
 
-    def views(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One independently augmented view per image."""
+    def views(self, images: Tensor, generator: torch.Generator | None = None, *, crop: bool = True) -> Tensor:
+        """One independently augmented view per image (``crop=False``: the images are
+        already random resized crops, as the ImageNet100 loader's workers make them)."""
         n, _, height, width = images.shape
         params = sample_params(n, height, width, self.config, generator, images.device)
-        return apply_params(images, params, self.config)
+        return apply_params(images, params, self.config, crop=crop)
 
     def chunk_params(self, n: int, height: int, width: int, n_split: int, generator=None, device=None):
         """Parameter rows for the two equivariance views of n images in ``n_split``
@@ -387,10 +385,42 @@ class BatchAugment:
         return first.repeat_interleave(chunk), second.repeat_interleave(chunk)
 
     def chunk_views(self, images: Tensor, n_split: int, generator: torch.Generator | None = None):
-        """``(ã1(x), ã2(x))`` with one augmentation pair per chunk (see :meth:`chunk_params`)."""
+        """``(ã1(x), ã2(x))`` with one augmentation pair per chunk (see :meth:`chunk_params`);
+        without the crop when ``config.equiv_crop`` is false. The blur is torchvision's
+        (the release blurs its equivariance views with ``transforms.GaussianBlur``)."""
         n, _, height, width = images.shape
         p1, p2 = self.chunk_params(n, height, width, n_split, generator, images.device)
-        return apply_params(images, p1, self.config), apply_params(images, p2, self.config)
+        return self._apply_together([images, images], [p1, p2], **self._equiv_kwargs())
+
+    def step_views(self, images: Tensor, generator: torch.Generator | None = None, *, n_split: int | None = None,
+                   equiv_images: Tensor | None = None) -> list[Tensor]:
+        """The views of one training step: two invariance views of ``images`` and, with
+        ``n_split``, the two equivariance views of ``equiv_images`` (default: ``images``).
+
+        Parameters are drawn in the order of ``views``, ``views``, ``chunk_views``, so the
+        views are those of the three calls, but all of them are applied in ONE batched
+        pass when the two kinds share their settings (crop and blur): on a GPU the
+        augmentation is bound by kernel launches, not arithmetic, so one pass over 4n
+        images costs about what one over n does."""
+        n, _, height, width = images.shape
+        invariant = [sample_params(n, height, width, self.config, generator, images.device) for _ in range(2)]
+        if n_split is None:
+            return list(self._apply_together([images, images], invariant, crop=True))
+        eq = images if equiv_images is None else equiv_images
+        equivariant = list(self.chunk_params(eq.shape[0], eq.shape[2], eq.shape[3], n_split, generator, eq.device))
+        inv_kw, eq_kw = {"crop": True, "blur_impl": self.config.blur_impl}, self._equiv_kwargs()
+        if inv_kw == eq_kw and eq.shape[1:] == images.shape[1:]:
+            return list(self._apply_together([images, images, eq, eq], invariant + equivariant, **inv_kw))
+        return [*self._apply_together([images, images], invariant, **inv_kw),
+                *self._apply_together([eq, eq], equivariant, **eq_kw)]
+
+    def _equiv_kwargs(self) -> dict:
+        return {"crop": self.config.equiv_crop, "blur_impl": "torchvision"}
+
+    def _apply_together(self, images: list[Tensor], params: list[AugmentParams], **kwargs) -> tuple[Tensor, ...]:
+        """``apply_params`` of each (images, params) pair, computed as one batched pass."""
+        out = apply_params(torch.cat(images), AugmentParams.cat(params), self.config, **kwargs)
+        return out.split([x.shape[0] for x in images])
 
     def eval_view(self, images: Tensor) -> Tensor:
         """Evaluation transform: resize to ``size`` when needed (STL10 96 → 32, as the

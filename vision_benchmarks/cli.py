@@ -38,20 +38,22 @@ def _run_config(run: Path, overrides) -> dict:
     return cfg
 
 
-def _restore(run: Path, cfg: dict):
-    """Data, method (with the checkpoint's weights) and augmentation of a finished run."""
+def _restore(run: Path, overrides):
+    """Config (with ``overrides``), data, method (with the checkpoint's weights),
+    augmentation and device of a finished run."""
     import torch
 
     from protein_care.devices import resolve_device
     from vision_benchmarks.train import build_all, load_checkpoint, load_data
 
+    cfg = _run_config(run, overrides)
     device = resolve_device(cfg["run"]["device"])
     if cfg["run"]["threads"]:
         torch.set_num_threads(cfg["run"]["threads"])
     data = load_data(cfg).to(device)
     method, augment = build_all(cfg, data, device)
     method.load_state_dict(load_checkpoint(run, device)["model"])
-    return data, method, augment, device
+    return cfg, data, method, augment, device
 
 
 def _update_results(run: Path, values: dict) -> dict:
@@ -81,8 +83,7 @@ def cmd_linear_probe(args) -> int:
     from vision_benchmarks.evaluate import linear_probe_seeds
 
     run = Path(args.run)
-    cfg = _run_config(run, args.set)
-    data, method, augment, device = _restore(run, cfg)
+    cfg, data, method, augment, device = _restore(run, args.set)
     amp = cfg["run"]["amp"] and device.type == "cuda"
     probe = linear_probe_seeds(method.encoder.backbone, data, augment, cfg["probe"], amp=amp,
                                progress=cfg["run"]["progress"])
@@ -104,8 +105,7 @@ def cmd_evaluate(args) -> int:
     from vision_benchmarks.evaluate import knn_top1
 
     run = Path(args.run)
-    cfg = _run_config(run, args.set)
-    data, method, augment, device = _restore(run, cfg)
+    cfg, data, method, augment, device = _restore(run, args.set)
     amp = cfg["run"]["amp"] and device.type == "cuda"
     knn = knn_top1(method.encoder.backbone, data, augment, k=cfg["knn"]["k"],
                    temperature=cfg["knn"]["temperature"], amp=amp)
@@ -172,18 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="pretrain an encoder (resumes when --out holds a checkpoint)")
     p.add_argument("--config", required=True, help="a TOML file or a shipped config name, e.g. digits_care")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=set_help)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("linear-probe", help="linear probe on frozen backbone features (mean ± std over seeds)")
     p.add_argument("run")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=set_help)
     p.set_defaults(func=cmd_linear_probe)
 
     p = sub.add_parser("evaluate", help="kNN accuracy and the paper's measurements (Wahba, γ_f, cos, Flowers-102) "
                                         "of a run → RUN/evaluation.json, RUN/figures/")
     p.add_argument("run")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=set_help)
     p.add_argument("--knn-only", action="store_true", help="only recompute the kNN accuracy")
     p.set_defaults(func=cmd_evaluate)
 

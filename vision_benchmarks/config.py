@@ -169,9 +169,12 @@ def validate(cfg: dict) -> None:
         ("optim", "schedule", ("constant", "cosine", "step")), ("probe", "schedule", ("constant", "cosine", "step")),
         ("method", "equiv_views", ("per-chunk", "release")), ("method", "normalization", ("release", "pair_mean")),
         ("measure", "space", ("projection", "backbone")), ("measure", "flowers_space", ("projection", "backbone")),
-        ("measure", "flowers_split", ("train", "val", "test")),
+        ("measure", "flowers_split", ("train", "val", "test")), ("augment", "blur_impl", ("torchvision", "cv2")),
     ):
         if cfg[section][key] not in choices:
             raise ConfigError(f"{section}.{key} must be one of {choices}, got {cfg[section][key]!r}")
+    if cfg["data"]["name"] == "imagenet100" and cfg["data"]["store_size"] < cfg["augment"]["size"]:
+        raise ConfigError(f"data.store_size={cfg['data']['store_size']} must be at least augment.size="
+                          f"{cfg['augment']['size']} (evaluation views are Resize(store_size), CenterCrop(size))")
     if cfg["method"]["framework"] == "moco" and cfg["moco"]["queue_size"] % batch:
         raise ConfigError(f"moco.queue_size={cfg['moco']['queue_size']} must be a multiple of optim.batch_size={batch}")

@@ -13,8 +13,9 @@ written to ``<root>/vision_benchmarks_cache/<name>-<key>.pt`` atomically. ``key`
 the source files' names, sizes and mtimes plus :data:`CACHE_VERSION`, so a changed source
 gives a new cache and a stale one is never reused. ``digits`` (scikit-learn's bundled
 8×8 digits upsampled to 32×32 RGB) needs no files and is for CPU runs. ``imagenet100``
-is an ImageFolder over a user's ImageNet restricted to the CMC 100-class list
-(``imagenet100_classes.txt``), resized and centre-cropped to ``store_size``.
+is not cached: its roles are :class:`~vision_benchmarks.imagenet.FolderImages` over a
+user's ImageNet folder (JPEGs decoded on demand; pretraining batches come from
+:class:`~vision_benchmarks.imagenet.TrainLoader`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vision_benchmarks.imagenet import CLASSES_FILE as IMAGENET100_CLASSES_FILE, imagenet100_classes  # noqa: F401
+
 CACHE_VERSION = 1
 CACHE_DIR = "vision_benchmarks_cache"
-IMAGENET100_CLASSES_FILE = Path(__file__).with_name("imagenet100_classes.txt")
 
 #: Per-channel mean/std used by the release's Normalize (digits: measured on its train split).
 STATS = {
@@ -85,7 +87,7 @@ class ImageData:
 
     def subset(self, train: int | None = None, test: int | None = None) -> "ImageData":
         """The first ``train`` / ``test`` images of each role (for smoke runs)."""
-        cut = lambda t, k: t if k is None else t[:k]  # noqa: E731
+        cut = lambda t, k: t if k is None else (t[:k] if isinstance(t, Tensor) else t.first(k))  # noqa: E731
         shared = self.memory is self.train
         images, labels = cut(self.train, train), cut(self.train_labels, train)
         return replace(
@@ -205,63 +207,26 @@ def _decode_stl10(root: Path, download: bool) -> dict:
     }
 
 
-def imagenet100_classes() -> list[str]:
-    """The 100 WordNet ids of ImageNet100 (the CMC subset, Tian et al. 2019)."""
-    return IMAGENET100_CLASSES_FILE.read_text().split()
-
-
-def _decode_imagenet100(root: Path, store_size: int) -> dict:
-    """ImageFolder ``root/{train,val}/<wnid>/*`` restricted to :func:`imagenet100_classes`;
-    every image resized (shorter side, antialiased) and centre-cropped to ``store_size``."""
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
-    from torchvision.transforms.v2 import functional as TF
-
-    wanted = imagenet100_classes()
-
-    class Subset100(ImageFolder):
-        def find_classes(self, directory):
-            present = {e.name for e in os.scandir(directory) if e.is_dir()}
-            classes = [c for c in sorted(wanted) if c in present]
-            return classes, {c: i for i, c in enumerate(classes)}
-
-    def decode(split: str):
-        folder = root / split
-        if not folder.is_dir():
-            raise _not_found("imagenet100", root)
-        dataset = Subset100(str(folder), loader=lambda p: p)
-        images = torch.empty(len(dataset.samples), 3, store_size, store_size, dtype=torch.uint8)
-        for k, (path, _) in enumerate(dataset.samples):
-            with Image.open(path) as pil:
-                image = TF.pil_to_tensor(pil.convert("RGB"))
-            image = TF.resize(image, [store_size], antialias=True)
-            images[k] = TF.center_crop(image, [store_size, store_size])
-        return images, _labels(dataset.targets), dataset.classes
-
-    train, train_labels, classes = decode("train")
-    test, test_labels, _ = decode("val")
-    return {"train": train, "train_labels": train_labels, "test": test, "test_labels": test_labels,
-            "classes": classes}
-
-
 def _source_folder(name: str, root: Path) -> Path:
     return {
         "cifar10": root / "cifar-10-batches-py",
         "cifar100": root / "cifar-100-python",
         "stl10": root / "stl10_binary",
-        "imagenet100": root,
     }[name]
 
 
 def load_dataset(name: str, root: str | Path = "./data", download: bool = False, *,
-                 store_size: int = 160, cache: bool = True) -> ImageData:
-    """Load ``name`` (one of :data:`DATASETS`) as uint8 tensors on the CPU.
+                 store_size: int = 256, image_size: int = 224, workers: int = 0, cache: bool = True) -> ImageData:
+    """Load ``name`` (one of :data:`DATASETS`) as uint8 tensors on the CPU (ImageNet100:
+    as :class:`~vision_benchmarks.imagenet.FolderImages`, decoded on demand).
 
     Args:
         name: data set name.
         root: folder holding the data set in torchvision's layout (ignored for digits).
         download: let torchvision download CIFAR/STL10 when missing.
-        store_size: ImageNet100 only: side of the stored centre crops.
+        store_size, image_size: ImageNet100 only: evaluation views are
+            ``Resize(store_size)``, ``CenterCrop(image_size)``.
+        workers: ImageNet100 only: decoding processes of the evaluation passes.
         cache: read/write the decoded-tensor cache under ``root``.
     Raises:
         DatasetNotFound: with the command that downloads the data.
@@ -270,42 +235,36 @@ def load_dataset(name: str, root: str | Path = "./data", download: bool = False,
         raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
     if name == "digits":
         return load_digits_data()
+    if name == "imagenet100":
+        from vision_benchmarks.imagenet import load_imagenet100
+
+        return load_imagenet100(Path(root), store_size=store_size, size=image_size, workers=workers)
     root = Path(root)
     source = _source_folder(name, root)
     if not source.is_dir() and not download:
         raise _not_found(name, root)
     if cache and source.is_dir():
-        cache_path = _cache_path(name, root, source, store_size)
+        cache_path = _cache_path(name, root, source)
         if cache_path.is_file():
             return _to_image_data(name, torch.load(cache_path, weights_only=True))
-    blob = _decode_any(name, root, download, store_size)
+    blob = _decode_any(name, root, download)
     if cache:
-        atomic_torch_save(blob, _cache_path(name, root, source, store_size))
+        atomic_torch_save(blob, _cache_path(name, root, source))
     return _to_image_data(name, blob)
 
 
-def _cache_path(name: str, root: Path, source: Path, store_size: int) -> Path:
-    if name == "imagenet100":  # key on the class folders, not on 126k image files
-        folders = [source / split / wnid for split in ("train", "val") for wnid in imagenet100_classes()]
-        entries = [(str(f.relative_to(source)), f.stat().st_mtime_ns, len(os.listdir(f)))
-                   for f in folders if f.is_dir()]
-        blob = json.dumps([CACHE_VERSION, name, store_size, entries]).encode()
-        key = hashlib.sha256(blob).hexdigest()[:16]
-    else:
-        key = _source_key(name, source)
-    return root / CACHE_DIR / f"{name}-{key}.pt"
+def _cache_path(name: str, root: Path, source: Path) -> Path:
+    return root / CACHE_DIR / f"{name}-{_source_key(name, source)}.pt"
 
 
-def _decode_any(name: str, root: Path, download: bool, store_size: int) -> dict:
+def _decode_any(name: str, root: Path, download: bool) -> dict:
     from torchvision.datasets import CIFAR10, CIFAR100
 
     if name == "cifar10":
         return _decode_cifar(CIFAR10, root, download)
     if name == "cifar100":
         return _decode_cifar(CIFAR100, root, download)
-    if name == "stl10":
-        return _decode_stl10(root, download)
-    return _decode_imagenet100(root, store_size)
+    return _decode_stl10(root, download)
 
 
 def _to_image_data(name: str, blob: dict) -> ImageData:

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from protein_care.distributed import DistContext, barrier, setup, teardown  # noqa: F401  (re-exported)
+from protein_care.distributed import DistContext, barrier, setup, teardown, wrap_ddp  # noqa: F401  (re-exported)
 
 
 def local_sizes(cfg: dict, world_size: int) -> dict:
@@ -63,15 +63,6 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     if device.type != "cuda":
         raise ValueError("run.sync_bn = true needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
     return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-
-
-def wrap_ddp(module: nn.Module, ctx: DistContext) -> nn.Module:
-    """``DistributedDataParallel(module)``; BatchNorm buffers are broadcast from rank 0 at
-    every forward (DDP's default), so all ranks evaluate with rank 0's statistics."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids)
 
 
 @torch.no_grad()

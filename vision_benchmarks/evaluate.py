@@ -25,24 +25,36 @@ from vision_benchmarks.augment import BatchAugment
 
 
 @torch.no_grad()
+def eval_batches(module: nn.Module, inputs: Tensor, batch_size: int, forward) -> Tensor:
+    """``forward(x)`` of every batch ``x`` of ``inputs`` (moved to ``module``'s device),
+    concatenated, with ``module`` in eval mode and no gradient; its training flag is
+    restored afterwards."""
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
+    out = []
+    chunks = (inputs.batches(batch_size) if hasattr(inputs, "batches")  # FolderImages: decoded by its workers
+              else (inputs[start:start + batch_size] for start in range(0, inputs.shape[0], batch_size)))
+    try:
+        for x in chunks:
+            out.append(forward(x.to(device)))
+    finally:
+        module.train(was_training)
+    return torch.cat(out)
+
+
 def backbone_features(backbone: nn.Module, images: Tensor, augment: BatchAugment, *, batch_size: int = 512,
                       normalize: bool = True, amp: bool = True, train_views: bool = False, generator=None) -> Tensor:
     """``(N, F)`` float32 backbone features of uint8 ``images`` in eval mode, batch by batch
     (eval view, or a random training view when ``train_views``)."""
-    was_training = backbone.training
-    backbone.eval()
-    device = next(backbone.parameters()).device
-    out = []
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            x = images[start:start + batch_size].to(device)
-            x = augment.views(x, generator) if train_views else augment.eval_view(x)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-                h = backbone(x).float()
-            out.append(F.normalize(h, dim=1) if normalize else h)
-    finally:
-        backbone.train(was_training)
-    return torch.cat(out)
+
+    def features(x: Tensor) -> Tensor:
+        x = augment.views(x, generator) if train_views else augment.eval_view(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda"):
+            h = backbone(x).float()
+        return F.normalize(h, dim=1) if normalize else h
+
+    return eval_batches(backbone, images, batch_size, features)
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from protein_care.geometry import wahba_error
 from protein_care.metrics import relative_equivariance
 from vision_benchmarks.augment import AugmentConfig, AugmentParams, BatchAugment, apply_params, sample_params
+from vision_benchmarks.evaluate import eval_batches
 
 AUGMENTATION_TYPES = ("crop", "flip", "jitter", "grayscale", "blur", "full")
 
@@ -67,26 +68,19 @@ def describe(params: AugmentParams) -> dict:
             "grayscale": bool(p.grayscale[0]), "blur": bool(p.blur[0]), "sigma": round(float(p.sigma[0]), 6)}
 
 
-@torch.no_grad()
 def embed(encoder: nn.Module, views: Tensor, space: str = "projection", *, batch_size: int = 256,
           amp: bool = False) -> Tensor:
     """``(n, d)`` float32 L2-normalised embeddings of normalised float ``views`` in eval
     mode: the projection z = f(x) (``space="projection"``) or the backbone feature h."""
     if space not in ("projection", "backbone"):
         raise ValueError(f"space must be 'projection' or 'backbone', got {space!r}")
-    was_training = encoder.training
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    out = []
-    try:
-        for start in range(0, views.shape[0], batch_size):
-            x = views[start:start + batch_size].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-                h, z = encoder(x)
-            out.append(F.normalize((z if space == "projection" else h).float(), dim=1))
-    finally:
-        encoder.train(was_training)
-    return torch.cat(out)
+
+    def embedding(x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda"):
+            h, z = encoder(x)
+        return F.normalize((z if space == "projection" else h).float(), dim=1)
+
+    return eval_batches(encoder, views, batch_size, embedding)
 
 
 def _finite(value: float) -> float | None:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from protein_care.losses import combined_loss, equivariance_loss, info_nce_queue, loss_variant
 from vision_benchmarks.augment import BatchAugment
 from vision_benchmarks.distributed import all_gather_cat
+from vision_benchmarks.imagenet import DecodedBatch
 
 
 class SimCLR(nn.Module):
@@ -68,20 +69,27 @@ class SimCLR(nn.Module):
         """Use ``torch.compile`` for the encoder's forward passes."""
         self.use_forward(torch.compile(self.encoder, **kwargs))
 
-    def equivariance_views(self, x: Tensor, augment: BatchAugment, generator) -> tuple[Tensor, Tensor]:
-        batch = x[: self.equiv_batch_size] if self.equiv_batch_size else x
-        return augment.chunk_views(batch, self.n_split, generator)
+    def views(self, x, augment: BatchAugment, generator) -> list[Tensor]:
+        """The step's views: two invariance views of each image and, for CARE, the two
+        equivariance views of the first ``equiv_batch_size`` images, in one chunk per
+        ``n_split`` (a :class:`DecodedBatch` brings its crops and equivariance images)."""
+        equivariant = self.variant.needs_equivariance_views
+        if isinstance(x, DecodedBatch):
+            views = [augment.views(v, generator, crop=False) for v in x.views]
+            # the loader decodes the sources of the first equiv_batch_size images only
+            return views + list(augment.chunk_views(x.equiv, self.n_split, generator)) if equivariant else views
+        equiv_images = (x[: self.equiv_batch_size] if self.equiv_batch_size else x) if equivariant else None
+        return augment.step_views(x, generator, n_split=self.n_split if equivariant else None,
+                                  equiv_images=equiv_images)
 
-    def step(self, x: Tensor, augment: BatchAugment, generator=None, channels_last: bool = False) -> dict[str, Tensor]:
-        """Loss parts of one step on the uint8 batch ``x`` (``loss`` is what to minimise)."""
+    def step(self, x, augment: BatchAugment, generator=None, channels_last: bool = False) -> dict[str, Tensor]:
+        """Loss parts of one step on the uint8 batch ``x`` (a tensor, or a
+        :class:`DecodedBatch` from the ImageNet100 loader); ``loss`` is what to minimise."""
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        z1 = self._embed(augment.views(x, generator).contiguous(memory_format=fmt))
-        z2 = self._embed(augment.views(x, generator).contiguous(memory_format=fmt))
-        z1_eq = z2_eq = None
-        if self.variant.needs_equivariance_views:
-            e1, e2 = self.equivariance_views(x, augment, generator)
-            z1_eq = self._embed(e1.contiguous(memory_format=fmt))
-            z2_eq = self._embed(e2.contiguous(memory_format=fmt))
+        views = self.views(x, augment, generator)
+        z = [self._embed(v.contiguous(memory_format=fmt)) for v in views]  # one pass per view, as the release
+        z1, z2 = z[:2]
+        z1_eq, z2_eq = z[2:] if len(z) == 4 else (None, None)
         return combined_loss(
             self.loss_name, z1, z2, z1_eq, z2_eq, temperature=self.temperature, lam=self.lam,
             n_split=self.n_split, normalization=self.normalization,
@@ -135,18 +143,18 @@ class MoCo(SimCLR):
         self.queue[index] = keys.to(self.queue.dtype)
         self.queue_ptr.fill_((ptr + n) % size)
 
-    def step(self, x: Tensor, augment: BatchAugment, generator=None, channels_last: bool = False) -> dict[str, Tensor]:
+    def step(self, x, augment: BatchAugment, generator=None, channels_last: bool = False) -> dict[str, Tensor]:
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        q = self._embed(augment.views(x, generator).contiguous(memory_format=fmt))
+        views = self.views(x, augment, generator)
+        q = self._embed(views[0].contiguous(memory_format=fmt))
         self._momentum_update()
-        k = self._keys(augment.views(x, generator).contiguous(memory_format=fmt))
+        k = self._keys(views[1].contiguous(memory_format=fmt))
         contrastive = info_nce_queue(q, k, self.queue.clone(), self.temperature)
         parts = {"info_nce": contrastive}
         loss = contrastive
-        if self.variant.needs_equivariance_views:
-            e1, e2 = self.equivariance_views(x, augment, generator)
-            z1_eq = self._embed(e1.contiguous(memory_format=fmt))
-            z2_eq = self._embed(e2.contiguous(memory_format=fmt))
+        if len(views) == 4:
+            z1_eq = self._embed(views[2].contiguous(memory_format=fmt))
+            z2_eq = self._embed(views[3].contiguous(memory_format=fmt))
             equi = equivariance_loss(z1_eq, z2_eq, self.n_split, self.normalization)
             parts["equivariance"] = equi
             loss = loss + self.lam * equi

@@ -1,4 +1,5 @@
-"""Pretraining: the whole data set on the device as uint8, batched augmentation, one loop.
+"""Pretraining: the whole data set on the device as uint8 (ImageNet100: JPEGs decoded and
+cropped by DataLoader workers, :mod:`vision_benchmarks.imagenet`), batched augmentation.
 
 ``pretrain(cfg, run_dir)`` writes into ``run_dir``:
 
@@ -48,7 +49,8 @@ SNAPSHOTS = "snapshots"
 #: Keys that may change between a run and its resumption (they do not alter the result).
 RESUME_FREE_KEYS = {
     ("run", "progress"), ("run", "device"), ("run", "threads"), ("run", "checkpoint_every"), ("run", "knn_every"),
-    ("run", "log_every"), ("run", "snapshot_every"), ("data", "root"), ("data", "download"), ("optim", "epochs"),
+    ("run", "log_every"), ("run", "snapshot_every"), ("data", "root"), ("data", "download"), ("data", "workers"),
+    ("optim", "epochs"),
 }
 #: Sections that only configure evaluation (never the weights).
 RESUME_FREE_SECTIONS = {"measure"}
@@ -91,13 +93,14 @@ def augment_config(cfg: dict, data: ImageData) -> AugmentConfig:
         size=a["size"], scale=tuple(a["scale"]), ratio=tuple(a["ratio"]), flip_p=a["flip_p"],
         jitter=tuple(a["jitter"]), jitter_p=a["jitter_p"], grayscale_p=a["grayscale_p"],
         blur_kernel=a["blur_kernel"], blur_sigma=tuple(a["blur_sigma"]), blur_p=a["blur_p"],
-        mean=tuple(data.mean), std=tuple(data.std),
+        mean=tuple(data.mean), std=tuple(data.std), blur_impl=a["blur_impl"], equiv_crop=a["equiv_crop"],
     )
 
 
 def load_data(cfg: dict) -> ImageData:
     d = cfg["data"]
-    data = load_dataset(d["name"], d["root"], d["download"], store_size=d["store_size"])
+    data = load_dataset(d["name"], d["root"], d["download"], store_size=d["store_size"],
+                        image_size=cfg["augment"]["size"], workers=d["workers"])
     return data.subset(d["train_subset"] or None, d["test_subset"] or None)
 
 
@@ -118,6 +121,21 @@ def build_all(cfg: dict, data: ImageData, device: torch.device, world_size: int 
         method = method.to(memory_format=torch.channels_last)
     augment = BatchAugment(augment_config(cfg, data), cfg["method"]["equiv_views"])
     return method, augment
+
+
+def _train_loader(cfg: dict, data: ImageData, method, ctx: distributed.DistContext):
+    """The ImageNet100 :class:`~vision_benchmarks.imagenet.TrainLoader` of this rank, or
+    ``None`` when the training images are a tensor on the device."""
+    from vision_benchmarks.imagenet import FolderImages, TrainLoader
+
+    if not isinstance(data.train, FolderImages):
+        return None
+    a, sizes = cfg["augment"], distributed.local_sizes(cfg, ctx.world_size)
+    n_equiv = (sizes["equiv_batch_size"] or sizes["batch_size"]) if method.variant.needs_equivariance_views else 0
+    return TrainLoader(data.train, size=a["size"], scale=a["scale"], ratio=a["ratio"], n_equiv=n_equiv,
+                       equiv_side=cfg["data"]["store_size"] if a["equiv_crop"] else a["size"],
+                       workers=cfg["data"]["workers"], seed=cfg["run"]["seed"], rank=ctx.rank,
+                       pin_memory=ctx.device.type == "cuda")
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
@@ -175,7 +193,7 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
     method, augment = build_all(cfg, data, device, ctx.world_size)
     if r["sync_bn"] and ctx.distributed:
         method.encoder = distributed.convert_sync_batchnorm(method.encoder, device)
-    forward = distributed.wrap_ddp(method.encoder, ctx) if ctx.distributed else method.encoder
+    forward = distributed.wrap_ddp(method.encoder, ctx)  # the encoder itself in one process
     if r["compile"]:
         forward = torch.compile(forward)
     if forward is not method.encoder:
@@ -189,6 +207,7 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
     amp = r["amp"] and device.type == "cuda"
     knn_args = dict(k=cfg["knn"]["k"], temperature=cfg["knn"]["temperature"], amp=amp)
     sampler = torch.Generator().manual_seed(r["seed"])  # batch order (CPU), the same on every rank
+    loader = _train_loader(cfg, data, method, ctx)  # ImageNet100: JPEGs decoded by DataLoader workers
     aug_gen = torch.Generator(device=device).manual_seed(r["seed"] + 1 + ctx.rank)  # augmentation parameters
 
     state = {"epoch": 0, "knn_top1_random_init": None, "train_seconds": 0.0, "history": []}
@@ -222,19 +241,23 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
     for epoch in range(state["epoch"], o["epochs"]):
         t_epoch = time.perf_counter()
         order = torch.randperm(n, generator=sampler)
-        batches = distributed.shard_batches(order, batch, ctx.rank, ctx.world_size).to(device)
+        batches = distributed.shard_batches(order, batch, ctx.rank, ctx.world_size)
+        if loader is None:
+            batches = batches.to(device)
+            inputs = (data.train[b] for b in batches)
+        else:
+            inputs = (x.to(device, non_blocking=True) for x in loader.epoch(batches, epoch))
         steps = range(steps_per_epoch)
         if r["progress"] and main:
             from tqdm import tqdm
             steps = tqdm(steps, desc=f"epoch {epoch + 1}/{o['epochs']}", leave=False)
         sums: dict[str, float] = {}
-        for step in steps:
+        for step, x in zip(steps, inputs):
             global_step = epoch * steps_per_epoch + step
             factor = lr_factor(o["schedule"], global_step / total_steps, warmup=warmup,
                                milestones=o["milestones"], gamma=o["gamma"], epoch=epoch)
             for group in optimizer.param_groups:
                 group["lr"] = o["lr"] * factor
-            x = data.train[batches[step]]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 parts = method.step(x, augment, aug_gen, channels_last=r["channels_last"])
             optimizer.zero_grad(set_to_none=True)

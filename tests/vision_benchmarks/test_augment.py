@@ -272,3 +272,23 @@ def test_invalid_settings_are_rejected(bad):
 def test_unknown_equivariance_view_mode_is_rejected():
     with pytest.raises(ValueError, match="equiv_views"):
         A.BatchAugment(A.AugmentConfig(), "per-sample")
+
+
+@pytest.mark.parametrize("settings", [{}, {"blur_impl": "cv2"}, {"equiv_crop": False}])
+@pytest.mark.parametrize("equiv_views", ["per-chunk", "release"])
+def test_step_views_in_one_pass_equal_the_separate_calls(settings, equiv_views):
+    # step_views draws its parameters as views, views, chunk_views do and applies them in
+    # one batched pass (or two when the settings of the two kinds differ): same views
+    aug = A.BatchAugment(A.AugmentConfig(**settings), equiv_views=equiv_views)
+    x = torch.randint(0, 256, (16, 3, 20, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(5)
+    separate = [aug.views(x, g), aug.views(x, g), *aug.chunk_views(x[:8], 4, g)]
+    g = torch.Generator().manual_seed(5)
+    together = aug.step_views(x, g, n_split=4, equiv_images=x[:8])
+    assert [t.shape for t in together] == [t.shape for t in separate]
+    for a, b in zip(together, separate):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    g = torch.Generator().manual_seed(5)
+    simclr = aug.step_views(x, g)
+    assert len(simclr) == 2
+    torch.testing.assert_close(simclr[0], separate[0], rtol=0, atol=1e-5)
