@@ -159,6 +159,26 @@ def random_subsets(batch: Tensor, num_graphs: int, keep_fraction: float, generat
     return mask
 
 
+def cap_points(pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, max_points: int,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None, Tensor]:
+    """At most ``max_points`` random points of each cloud (all of a smaller cloud), the
+    order within a cloud kept; 0 keeps everything. Training draws the subset once per
+    step, before the views, so every view of a cloud (both equivariance views too) is
+    made from the same points."""
+    if max_points < 0:
+        raise ValueError(f"max_points must be >= 0, got {max_points!r}")
+    n = batch.numel()
+    if max_points == 0 or n == 0:
+        return pos, x, batch
+    sizes = cloud_sizes(batch, num_graphs)
+    ptr = torch.cumsum(sizes, 0) - sizes
+    score = torch.rand(n, generator=generator, device=batch.device, dtype=torch.float64)
+    order = torch.argsort(batch.to(torch.float64) + score)  # a random permutation within each cloud
+    mask = torch.zeros(n, dtype=torch.bool, device=batch.device)
+    mask[order] = torch.arange(n, device=batch.device) - ptr[batch[order]] < max_points
+    return pos[mask], (x[mask] if x is not None else None), batch[mask]
+
+
 def _points_view(pos, x, batch, num_graphs, length_scale, jitter, keep_fraction, generator) -> View:
     mask = random_subsets(batch, num_graphs, keep_fraction, generator)
     pos, batch = pos[mask], batch[mask]

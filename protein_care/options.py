@@ -64,6 +64,7 @@ TRAIN_DEFAULTS: dict = {
     "max_angle": 30.0,
     "jitter": 0.5,
     "keep_fraction": 0.8,
+    "train_points": 0,  # at most this many random points per cloud in a training step (0: all)
     "length_scale": None,  # mean radius of gyration of the training clouds (Å)
     "checkpoint_every": 100,
     "log_every": 10,

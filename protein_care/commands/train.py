@@ -66,6 +66,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--max-angle", type=float, default=DEFAULTS["max_angle"], help=f"degrees, for --inv-augment small-rotation {_d('max_angle')}")
     g.add_argument("--jitter", type=float, default=DEFAULTS["jitter"], help=f"Å per coordinate, for --inv-augment points {_d('jitter')}")
     g.add_argument("--keep-fraction", type=float, default=DEFAULTS["keep_fraction"], help=f"points kept, for --inv-augment points {_d('keep_fraction')}")
+    g.add_argument("--train-points", type=int, default=DEFAULTS["train_points"],
+                   help=f"at most N random points per cloud in each training step, shared by its views; "
+                   f"0: all (evaluation always uses all) {_d('train_points')}")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help=f"{_d('epochs')}")

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from protein_care import __version__
-from protein_care.augment import View, concat_views, equivariance_views, invariance_views
+from protein_care.augment import View, cap_points, concat_views, equivariance_views, invariance_views
 from protein_care.devices import resolve_device
 from protein_care.losses import combined_loss, loss_variant
 from protein_care.runs import (
@@ -105,6 +105,8 @@ class Trainer:
         x = x if cfg["use_residue_features"] else None
         b = indices.numel()
         g = step_generator(self.device, cfg["seed"], self.ctx.rank, step)
+        if cfg["train_points"]:  # one random subset per cloud, shared by all its views
+            pos, x, batch = cap_points(pos, x, batch, b, cfg["train_points"], g)
         common = dict(length_scale=cfg["length_scale"], generator=g)
         augment = dict(max_angle=cfg["max_angle"], jitter=cfg["jitter"], keep_fraction=cfg["keep_fraction"])
         views: list[View] = []

@@ -4,8 +4,11 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protein_care.augment import (
+    cap_points,
     center_and_scale,
     centroids,
     chunk_of_cloud,
@@ -181,6 +184,29 @@ def test_random_subsets_keep_at_least_one_point_and_preserve_order():
     assert torch.equal(torch.bincount(batch[mask], minlength=4), torch.tensor([1, 1, 1, 1]))
     with pytest.raises(ValueError, match="keep_fraction"):
         random_subsets(batch, 4, 0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=6), st.integers(0, 12), st.integers(0, 2**31 - 1))
+def test_cap_points_keeps_a_random_subset_of_at_most_the_cap_per_cloud_in_order(sizes, cap, seed):
+    sizes_t = torch.tensor(sizes)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), sizes_t)
+    pos = torch.arange(3 * batch.numel(), dtype=torch.float32).reshape(-1, 3)  # row k holds 3k, 3k+1, 3k+2
+    x = torch.arange(batch.numel())
+    p, xs, b = cap_points(pos, x, batch, len(sizes), cap, torch.Generator().manual_seed(seed))
+    expected = sizes_t if cap == 0 else sizes_t.clamp(max=cap)
+    assert torch.equal(torch.bincount(b, minlength=len(sizes)), expected)
+    assert torch.equal(p[:, 0], 3 * xs.float())  # rows stay whole: coordinates and features of the same points
+    assert torch.equal(b, batch[xs]) and bool((xs[1:] > xs[:-1]).all())  # original order, no repeats
+
+
+def test_cap_points_is_reproducible_and_random_across_seeds():
+    batch = torch.zeros(50, dtype=torch.long)
+    pos = torch.randn(50, 3)
+    draw = lambda seed: cap_points(pos, None, batch, 1, 10, torch.Generator().manual_seed(seed))[0]  # noqa: E731
+    assert torch.equal(draw(1), draw(1)) and not torch.equal(draw(1), draw(2))
+    with pytest.raises(ValueError, match="max_points"):
+        cap_points(pos, None, batch, 1, -1)
 
 
 def test_equivariance_views_rotate_whole_chunks():

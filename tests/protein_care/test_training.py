@@ -81,11 +81,27 @@ def test_warmup_then_cosine_schedule():
     "bad, match",
     [({"batch_size": 10, "n_split": 4}, "--n-split 4 must divide --batch-size 10"), ({"batch_size": 8, "n_split": 8}, "fewer than 2"),
      ({"loss": "byol"}, "--loss"), ({"inv_augment": "flip"}, "--inv-augment"), ({"keep_fraction": 0.0}, "--keep-fraction"),
+     ({"train_points": -1}, "--train-points"),
      ({"max_angle": 200.0}, "--max-angle"), ({"temperature": 0.0}, "--temperature")],
 )
 def test_bad_settings_name_the_argument(bad, match):
     with pytest.raises(ValueError, match=match):
         validate(with_defaults(bad))
+
+
+def test_train_points_caps_every_view_and_both_equivariance_views_share_the_points(store):
+    trainer = Trainer({**TINY, "out": None, "train_points": 5, "loss": "care", "inv_augment": "rotation"}, store=store)
+    views = trainer.make_views(torch.arange(8), step=0)
+    assert len(views) == 4
+    for view in views:
+        assert int(torch.bincount(view.batch, minlength=8).max()) <= 5
+    e1, e2 = views[2:]
+    assert torch.equal(e1.batch, e2.batch)
+    for k in range(8):  # the same points in both views: equal pairwise distances
+        a, b = e1.pos[e1.batch == k], e2.pos[e2.batch == k]
+        torch.testing.assert_close(torch.cdist(a, a), torch.cdist(b, b), atol=1e-5, rtol=0)
+    full = Trainer({**TINY, "out": None, "loss": "care", "inv_augment": "rotation"}, store=store)
+    assert int(torch.bincount(full.make_views(torch.arange(8), step=0)[0].batch).max()) > 5
 
 
 def test_derived_values():
