@@ -33,7 +33,7 @@ MODEL_DEFAULTS: dict = {
     "heads": 4,
     "set_transformer_blocks": 1,
     "embedding": "single",
-    "split_pose_weight": 0.1,
+    "split_pose_weight": 0.01,
     "split_trunks": "separate",
     "norm": "batch",
 }

@@ -137,7 +137,7 @@ class SplitEncoder(Encoder):
     .. math:: z = [\sqrt{1-s}\, z_A;\ \sqrt{s}\, z_B], \qquad
               \cos(z, z') = (1-s)\cos(z_A, z_A') + s\cos(z_B, z_B').
 
-    The whole embedding has unit norm. A small s (default 0.1) lets the invariant block
+    The whole embedding has unit norm. A small s (default 0.01) lets the invariant block
     decide which protein a cloud is (cosine retrieval), while the pose block still holds
     the rotation for any linear read-out (a linear probe is blind to the scale); s = ½
     weighs both blocks alike. The losses act on each unit block, so s does not change

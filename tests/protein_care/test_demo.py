@@ -70,7 +70,7 @@ def test_demo_end_to_end_on_real_structures_then_compare(tmp_path):
         assert run["progress"][-1]["step"] == 4 and len(run["progress"]) >= 2
         assert (out / "trajectories" / f"{run['slug']}.npz").is_file()
     assert results["baseline"]["retrieval_top1"] is not None
-    assert sorted(p["lam"] for p in results["tradeoff"]) == sorted([*TRADEOFF_LAMBDAS, 1.0])
+    assert sorted(p["lam"] for p in results["tradeoff"]) == sorted([*TRADEOFF_LAMBDAS, dict(DEMO_RUNS)["CARE points"]["lam"]])
     assert results["claims"] and all(set(c) == {"claim", "holds", "evidence"} for c in results["claims"])
     assert math.isclose(results["pc1_chance_deg"], 57.2958, abs_tol=1e-3)
     page = (out / "report.html").read_text()
