@@ -1,10 +1,11 @@
 """Training throughput of `protein-care train` and the share of the step spent on data.
 
     uv run python benchmarks/bench_train.py [--device auto] [--steps 5] [--synthetic]
-        [--batch-sizes 64 256] [--write benchmarks/results/bench_train.md]
+        [--batch-sizes 64 256] [--store STORE] [--write benchmarks/results/bench_train.md]
 
 Builds a CA store from the BM5-clean structures in ../shared/pdb (or $PROTEIN_CARE_TEST_PDB;
 synthetic clouds with ``--synthetic`` or when none are found) in a temporary folder,
+or uses an existing store given with ``--store`` (e.g. on a machine without gemmi),
 then times real trainer steps (CARE, default encoder) on the CPU and, when present, on
 CUDA. Columns: device, batch B, clouds/s (B / step time), step ms, data ms (gather from
 the packed store + all augmentations), data share of the step (goal: < 10%), and, for
@@ -101,6 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per row (CUDA: ×10)")
     parser.add_argument("--synthetic", action="store_true", help="synthetic clouds instead of BM5-clean")
+    parser.add_argument("--store", type=Path, default=None, help="time on this existing store instead of building one")
     parser.add_argument("--write", type=Path, default=None, help="also write the table (Markdown) to this file")
     args = parser.parse_args(argv)
 
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
         devices = [torch.device(args.device)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        store = build_store(Path(tmp), args.synthetic)
+        store = args.store if args.store else build_store(Path(tmp), args.synthetic)
         from data_pipeline.store import PointCloudStore
 
         s = PointCloudStore(store)
@@ -128,7 +130,7 @@ def main(argv=None) -> int:
                              pyg_collate_ms(store, batches[0])))
                 del trainer
     header = (f"protein-care train throughput, {time.strftime('%Y-%m-%d')}, torch {torch.__version__}; store: "
-              f"{'synthetic' if args.synthetic else 'BM5-clean CA'} ({len(s)} clouds, mean {mean_points:.0f} points); "
+              f"{args.store or ('synthetic' if args.synthetic else 'BM5-clean CA')} ({len(s)} clouds, mean {mean_points:.0f} points); "
               "CARE, deepset (hidden 256, dim 128, xyz+quadratic), 4 views per cloud, one forward")
     lines = [header, "",
              "| device | batch | clouds/s | step ms | data+augment ms | data share | PyG DataLoader collate ms |",

@@ -23,6 +23,7 @@ width 8, batch 32 and a few steps so that it finishes in well under a minute on 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -100,7 +101,7 @@ def bench_batched(model, data, care, batch, steps, device, n_split, amp):
         sync(device)
         t0 = time.perf_counter()
         x = data[idx]
-        views = [aug.views(x, g), aug.views(x, g)] + (list(aug.chunk_views(x, n_split, g)) if care else [])
+        views = aug.step_views(x, g, n_split=n_split if care else None)  # what a training step does
         sync(device)
         t1 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -146,7 +147,7 @@ def bench_release(model, data, batch, steps, device, n_split, workers, amp):
 
 #: Pretraining images per epoch (STL10: train + unlabeled; ImageNet100: the CMC classes' train split).
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "stl10": 105_000, "imagenet100": 126_689}
-STORED_SIZE = {"cifar10": 32, "cifar100": 32, "stl10": 96}  # imagenet100: data.store_size
+STORED_SIZE = {"cifar10": 32, "cifar100": 32, "stl10": 96}  # imagenet100: decoded batches (step_input)
 TABLE1_METHODS = ("simclr", "moco", "care", "care-moco")
 TOY = ["model.width=8", "optim.batch_size=32", "method.equiv_batch_size=0", "moco.queue_size=256",
        "moco.key_bn_splits=2", "run.channels_last=false", "run.device=cpu"]
@@ -169,16 +170,37 @@ def table1_configs(toy: bool) -> list[tuple[str, dict]]:
     return out
 
 
+def step_input(cfg: dict, images: torch.Tensor, device, generator):
+    """What one training step of ``cfg`` consumes: a random uint8 batch of the cached
+    images (CIFAR/STL), or for ImageNet100 a ``DecodedBatch`` as its loader's workers
+    deliver it (two 224-px crops per image, the equivariance images at ``augment.size``,
+    or at ``data.store_size`` with ``augment.equiv_crop``)."""
+    o, m, a = cfg["optim"], cfg["method"], cfg["augment"]
+    b = o["batch_size"]
+    if cfg["dataset"] != "imagenet100":
+        return images[torch.randperm(images.shape[0], device=device, generator=generator)[:b]]
+    from vision_benchmarks.imagenet import DecodedBatch
+
+    def uint8(n, side):
+        return torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8, device=device, generator=generator)
+
+    e = (m["equiv_batch_size"] or b) if m["loss"] == "care" else 0
+    equiv_side = cfg["data"]["store_size"] if a["equiv_crop"] else a["size"]
+    return DecodedBatch((uint8(b, a["size"]), uint8(b, a["size"])), uint8(e, equiv_side),
+                        torch.zeros(b, dtype=torch.int64, device=device))
+
+
 def measure_config_step(cfg: dict, device, steps: int, warmup: int = 2) -> float:
     """Median seconds of one real training step (``method.step`` + backward + optimiser)
-    of ``cfg`` on synthetic uint8 images of the data set's stored size."""
+    of ``cfg`` on synthetic uint8 images of the size the step receives (JPEG decoding of
+    ImageNet100 runs in loader workers beside the step and is not timed here)."""
     from vision_benchmarks.data import ImageData
     from vision_benchmarks.evaluate import make_optimizer
     from vision_benchmarks.train import build_all
 
     o, r = cfg["optim"], cfg["run"]
-    size = STORED_SIZE.get(cfg["dataset"], cfg["data"]["store_size"])
-    n = 2 * o["batch_size"]
+    size = STORED_SIZE.get(cfg["dataset"], cfg["augment"]["size"])
+    n = 2 * o["batch_size"] if cfg["dataset"] != "imagenet100" else 8
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
     labels = torch.zeros(n, dtype=torch.int64)
@@ -190,7 +212,7 @@ def measure_config_step(cfg: dict, device, steps: int, warmup: int = 2) -> float
     aug_gen = torch.Generator(device=device).manual_seed(1)
     times = []
     for step in range(warmup + steps):
-        x = data.train[torch.randperm(n, device=device, generator=aug_gen)[: o["batch_size"]]]
+        x = step_input(cfg, data.train, device, aug_gen)
         sync(device)
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -222,6 +244,7 @@ def estimate_table(device, steps: int, toy: bool, device_name: str, only: str | 
         m, o = cfg["method"], cfg["optim"]
         equiv = m["loss"] == "care"
         key = json.dumps([cfg["model"], cfg["augment"]["size"], STORED_SIZE.get(cfg["dataset"], cfg["data"]["store_size"]),
+                          cfg["dataset"] == "imagenet100",
                           o["batch_size"], m["framework"], equiv and m["equiv_batch_size"], equiv and m["n_split"],
                           cfg["moco"]["key_bn_splits"], cfg["moco"]["queue_size"], o["optimizer"]])
         if key not in timed:
@@ -245,13 +268,27 @@ def estimate_table(device, steps: int, toy: bool, device_name: str, only: str | 
     return rows
 
 
+@contextlib.contextmanager
+def compiled_augmentation():
+    """``vision_benchmarks.augment.apply_params`` replaced by its ``torch.compile`` for
+    the duration (fixed shapes: one compilation per batch shape, outside the timing
+    only after the warm-up steps)."""
+    import vision_benchmarks.augment as augment_module
+
+    original = augment_module.apply_params
+    augment_module.apply_params = torch.compile(original, dynamic=False)
+    try:
+        yield
+    finally:
+        augment_module.apply_params = original
+
+
 def pipeline_table(args, device, amp: bool, name: str) -> list[dict]:
     """Batched on-device augmentation against the release-style loader (the first table)."""
     if args.toy:
         archs, batches, width, steps, workers, n_images = ["resnet18"], [32], 8, min(args.steps, 3), 0, 256
     else:
-        archs, batches, width, steps, workers, n_images = ["resnet18", "resnet50"], [256, 512], 64, args.steps, \
-            args.workers, 8192
+        archs, batches, width, steps, workers, n_images = args.archs, args.batches, 64, args.steps, args.workers, 8192
     print(f"device: {name}; torch {torch.__version__}; median of {steps} steps; bf16 autocast: {amp}")
     data = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     header = f"{'pipeline':<16} {'arch':<9} {'batch':>5} {'img/s':>8} {'step ms':>9} {'aug ms':>8} {'aug %':>6}"
@@ -266,6 +303,10 @@ def pipeline_table(args, device, amp: bool, name: str) -> list[dict]:
                 "batched-care": bench_batched(model, data.to(device), True, batch, steps, device, n_split, amp),
                 "release-care": bench_release(model, data, batch, steps, device, n_split, workers, amp),
             }
+            if args.compile_augment:  # the same steps with the augmentation compiled (Inductor fuses its ops)
+                with compiled_augmentation():
+                    results["care+compiled-aug"] = bench_batched(model, data.to(device), True, batch, steps,
+                                                                         device, n_split, amp)
             for pipeline, (step_ms, aug_ms) in results.items():
                 row = {"pipeline": pipeline, "arch": arch, "batch": batch, "images_per_s": batch / step_ms * 1e3,
                        "step_ms": step_ms, "augment_ms": aug_ms, "augment_share": aug_ms / step_ms, "device": name}
@@ -280,6 +321,12 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--toy", action="store_true", help="tiny sizes for a CPU smoke run")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--estimate-steps", type=int, default=None,
+                        help="timed steps per Table 1 config (default: --steps)")
+    parser.add_argument("--archs", nargs="+", default=["resnet18", "resnet50"], help="backbones of the first table")
+    parser.add_argument("--batches", type=int, nargs="+", default=[256, 512], help="batch sizes of the first table")
+    parser.add_argument("--compile-augment", action="store_true",
+                        help="add a row with the augmentation compiled by torch.compile")
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the release pipeline")
     parser.add_argument("--n-split", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -295,12 +342,14 @@ def main(argv=None):
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    out = {"pipelines": [] if args.no_pipelines else pipeline_table(args, device, amp, name)}
+    out = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "device": name,
+           "pipelines": [] if args.no_pipelines else pipeline_table(args, device, amp, name)}
     if not args.no_estimates:
         if device.type != "cuda" and not args.toy:
             print("\nTable 1 estimates need a GPU (full-size ResNet-50 steps); on CPU pass --toy for the toy table.")
         else:
-            out["estimates"] = estimate_table(device, min(args.steps, 3) if args.toy else args.steps, args.toy,
+            steps = args.estimate_steps or args.steps
+            out["estimates"] = estimate_table(device, min(steps, 3) if args.toy else steps, args.toy,
                                               name, args.only)
     if args.out:
         with open(args.out, "w") as f:

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The checks of one GPU session (issue 6 §7, issue 7 §6), run from the repository root on
+# a CUDA machine; every part logs to $OUT and one failing part does not stop the others.
+#
+#   OUT=gpu-out STORE=path/to/store bash benchmarks/gpu_checks.sh bench   # throughput tables
+#   OUT=gpu-out STORE=path/to/store STEPS=2000 bash benchmarks/gpu_checks.sh demo
+#
+# STORE: a point-cloud store (protein-care build-dataset; the demo's is built from the
+# corpus folders of ../shared/pdb with --selection ca --min-points 20 --max-points 3000).
+# bench: protein training throughput (bench_train.py, CUDA rows), the vision step
+#   benchmark with the Table 1 wall-clock estimates (bench_vision_step.py), and short
+#   digits pretraining runs through the real CLI (bf16, torch.compile, DDP over NCCL
+#   with SyncBN under torchrun, one process).
+# demo: protein-care demo on the given store at STEPS steps per run; results.json,
+#   report.html and the runs (weights snapshots, configs, metrics) come back in $OUT.
+set -u
+OUT=${OUT:?set OUT to an output folder}
+STORE=${STORE:?set STORE to a point-cloud store}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+
+part() {  # part NAME SECONDS command...: run with a time limit, log to $OUT/NAME.log
+    local name=$1 limit=$2; shift 2
+    echo "=== $name (limit ${limit}s) $(date +%T)"
+    local t0=$SECONDS
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    echo "=== $name: rc $rc in $((SECONDS - t0)) s"
+    grep -v -i "warn" "$OUT/$name.log" | tail -n "${TAIL:-25}"
+}
+
+case ${1:-bench} in
+bench)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    $PY -c "import torch, torchvision, torch_geometric as g; print(torch.__version__, torchvision.__version__, g.__version__, torch.cuda.get_device_name())"
+    part bench_train 100 $PY benchmarks/bench_train.py --device cuda --store "$STORE" --batch-sizes 64 256 1024 \
+        --write "$OUT/bench_train_cuda.md"
+    part bench_vision_step 280 $PY benchmarks/bench_vision_step.py --steps 15 --estimate-steps 8 \
+        --out "$OUT/bench_vision_step.json"
+    TAIL=6 part digits_compile 60 $PY -m vision_benchmarks.cli pretrain --config digits_care --out /tmp/v-compile \
+        --set run.device=cuda run.compile=true optim.epochs=2
+    TAIL=6 part digits_ddp_syncbn 60 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m vision_benchmarks.cli pretrain \
+        --config digits_care --out /tmp/v-ddp --set run.device=cuda run.sync_bn=true optim.epochs=2
+    ;;
+demo)
+    part demo "${LIMIT:-330}" $PY -m protein_care.cli demo --store "$STORE" --out /tmp/demo --steps "${STEPS:-2000}" \
+        --device cuda
+    cp /tmp/demo/results.json "$OUT/demo_results.json"
+    cp /tmp/demo/report.html "$OUT/demo_report.html"
+    tar czf "$OUT/demo_runs.tgz" -C /tmp/demo --exclude checkpoint.pt runs
+    ls -la "$OUT"
+    ;;
+*)
+    echo "usage: OUT=... STORE=... bash benchmarks/gpu_checks.sh bench|demo" >&2
+    exit 2
+    ;;
+esac
