@@ -23,7 +23,6 @@ width 8, batch 32 and a few steps so that it finishes in well under a minute on 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import time
@@ -92,8 +91,10 @@ def _optimise(model, loss):
     loss.backward()
 
 
-def bench_batched(model, data, care, batch, steps, device, n_split, amp):
+def bench_batched(model, data, care, batch, steps, device, n_split, amp, compile_augment=False):
     aug = BatchAugment(AugmentConfig(mean=MEAN, std=STD))
+    if compile_augment:
+        aug.compile()
     g = torch.Generator(device=device).manual_seed(0)
     step_ms, aug_ms = [], []
     for step in range(steps + 2):  # 2 warm-up steps
@@ -268,21 +269,6 @@ def estimate_table(device, steps: int, toy: bool, device_name: str, only: str | 
     return rows
 
 
-@contextlib.contextmanager
-def compiled_augmentation():
-    """``vision_benchmarks.augment.apply_params`` replaced by its ``torch.compile`` for
-    the duration (fixed shapes: one compilation per batch shape, outside the timing
-    only after the warm-up steps)."""
-    import vision_benchmarks.augment as augment_module
-
-    original = augment_module.apply_params
-    augment_module.apply_params = torch.compile(original, dynamic=False)
-    try:
-        yield
-    finally:
-        augment_module.apply_params = original
-
-
 def pipeline_table(args, device, amp: bool, name: str) -> list[dict]:
     """Batched on-device augmentation against the release-style loader (the first table)."""
     if args.toy:
@@ -303,10 +289,9 @@ def pipeline_table(args, device, amp: bool, name: str) -> list[dict]:
                 "batched-care": bench_batched(model, data.to(device), True, batch, steps, device, n_split, amp),
                 "release-care": bench_release(model, data, batch, steps, device, n_split, workers, amp),
             }
-            if args.compile_augment:  # the same steps with the augmentation compiled (Inductor fuses its ops)
-                with compiled_augmentation():
-                    results["care+compiled-aug"] = bench_batched(model, data.to(device), True, batch, steps,
-                                                                         device, n_split, amp)
+            if args.compile_augment:  # the same steps with the augmentation compiled (run.compile_augment)
+                results["care+compiled-aug"] = bench_batched(model, data.to(device), True, batch, steps, device,
+                                                             n_split, amp, compile_augment=True)
             for pipeline, (step_ms, aug_ms) in results.items():
                 row = {"pipeline": pipeline, "arch": arch, "batch": batch, "images_per_s": batch / step_ms * 1e3,
                        "step_ms": step_ms, "augment_ms": aug_ms, "augment_share": aug_ms / step_ms, "device": name}

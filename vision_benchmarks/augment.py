@@ -361,13 +361,21 @@ class BatchAugment:
             raise ValueError(f"equiv_views must be one of {EQUIV_VIEW_MODES}, got {equiv_views!r}")
         self.config = config
         self.equiv_views = equiv_views
+        self._apply = apply_params
+
+    def compile(self, **kwargs) -> None:
+        """Apply the pipeline through ``torch.compile`` (fixed shapes by default: one
+        compilation per batch shape). On a GPU this fuses the few hundred small kernels
+        of a pass, whose launches, not arithmetic, bound the augmentation of small images.
+        The views are the same up to float rounding."""
+        self._apply = torch.compile(apply_params, **{"dynamic": False, **kwargs})
 
     def views(self, images: Tensor, generator: torch.Generator | None = None, *, crop: bool = True) -> Tensor:
         """One independently augmented view per image (``crop=False``: the images are
         already random resized crops, as the ImageNet100 loader's workers make them)."""
         n, _, height, width = images.shape
         params = sample_params(n, height, width, self.config, generator, images.device)
-        return apply_params(images, params, self.config, crop=crop)
+        return self._apply(images, params, self.config, crop=crop)
 
     def chunk_params(self, n: int, height: int, width: int, n_split: int, generator=None, device=None):
         """Parameter rows for the two equivariance views of n images in ``n_split``
@@ -419,7 +427,7 @@ class BatchAugment:
 
     def _apply_together(self, images: list[Tensor], params: list[AugmentParams], **kwargs) -> tuple[Tensor, ...]:
         """``apply_params`` of each (images, params) pair, computed as one batched pass."""
-        out = apply_params(torch.cat(images), AugmentParams.cat(params), self.config, **kwargs)
+        out = self._apply(torch.cat(images), AugmentParams.cat(params), self.config, **kwargs)
         return out.split([x.shape[0] for x in images])
 
     def eval_view(self, images: Tensor) -> Tensor:

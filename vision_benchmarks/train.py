@@ -50,7 +50,7 @@ SNAPSHOTS = "snapshots"
 RESUME_FREE_KEYS = {
     ("run", "progress"), ("run", "device"), ("run", "threads"), ("run", "checkpoint_every"), ("run", "knn_every"),
     ("run", "log_every"), ("run", "snapshot_every"), ("data", "root"), ("data", "download"), ("data", "workers"),
-    ("optim", "epochs"),
+    ("optim", "epochs"), ("run", "compile"), ("run", "compile_augment"),
 }
 #: Sections that only configure evaluation (never the weights).
 RESUME_FREE_SECTIONS = {"measure"}
@@ -120,6 +120,8 @@ def build_all(cfg: dict, data: ImageData, device: torch.device, world_size: int 
     if cfg["run"]["channels_last"]:
         method = method.to(memory_format=torch.channels_last)
     augment = BatchAugment(augment_config(cfg, data), cfg["method"]["equiv_views"])
+    if cfg["run"]["compile_augment"]:
+        augment.compile()
     return method, augment
 
 

@@ -292,3 +292,15 @@ def test_step_views_in_one_pass_equal_the_separate_calls(settings, equiv_views):
     simclr = aug.step_views(x, g)
     assert len(simclr) == 2
     torch.testing.assert_close(simclr[0], separate[0], rtol=0, atol=1e-5)
+
+
+def test_compiled_augmentation_gives_the_same_views(monkeypatch):
+    # BatchAugment.compile routes every pass through torch.compile (backend "eager" here:
+    # the wiring, fast on CPU; Inductor's kernels are timed by bench_vision_step.py)
+    x = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    plain, compiled = A.BatchAugment(A.AugmentConfig()), A.BatchAugment(A.AugmentConfig())
+    compiled.compile(backend="eager")
+    assert compiled._apply is not A.apply_params
+    for a, b in zip(plain.step_views(x, torch.Generator().manual_seed(2), n_split=4),
+                    compiled.step_views(x, torch.Generator().manual_seed(2), n_split=4)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

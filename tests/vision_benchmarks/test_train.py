@@ -57,6 +57,15 @@ def test_care_makes_four_forward_passes_and_simclr_two(loss, passes, digits):
     assert sizes == [16] * passes
 
 
+def test_run_compile_augment_compiles_the_augmentation(digits, monkeypatch):
+    calls = []
+    monkeypatch.setattr("vision_benchmarks.augment.BatchAugment.compile", lambda self, **kw: calls.append(kw))
+    build_all(tiny("digits_care"), digits, torch.device("cpu"))
+    assert calls == []
+    build_all(tiny("digits_care", "run.compile_augment=true"), digits, torch.device("cpu"))
+    assert calls == [{}]
+
+
 def test_equivariance_batch_size_limits_the_extra_passes(digits):
     cfg = tiny("digits_care", "method.equiv_batch_size=8", "method.n_split=2")
     method, augment = build_all(cfg, digits, torch.device("cpu"))
