@@ -31,6 +31,7 @@ CANDIDATES: list[tuple[str, dict]] = [
     ("SimCLR", {"loss": "simclr", "inv_augment": "rotation"}),
     ("CARE λ=1", {"loss": "care", "lam": 1.0, "inv_augment": "rotation"}),
     ("CARE λ=10", {"loss": "care", "lam": 10.0, "inv_augment": "rotation"}),
+    ("CARE λ=30", {"loss": "care", "lam": 30.0, "inv_augment": "rotation"}),
     ("CARE λ=100", {"loss": "care", "lam": 100.0, "inv_augment": "rotation"}),
     ("CARE points λ=3", {"loss": "care", "lam": 3.0, "inv_augment": "points"}),
     ("CARE points λ=10", {"loss": "care", "lam": 10.0, "inv_augment": "points"}),

@@ -81,7 +81,7 @@ def test_demo_end_to_end_on_real_structures_then_compare(tmp_path):
     # the step count for a budget comes from a timed CARE step on the same store
     from protein_care.demo import calibrate_steps
 
-    quick = calibrate_steps(out / "store", seconds=1.0, n_runs=1.0, seed=0, device="cpu",
+    quick = calibrate_steps(out / "store", seconds=0.01, n_runs=1.0, seed=0, device="cpu",
                             batch_size=results["meta"]["batch size"], log=lambda *a: None)
     generous = calibrate_steps(out / "store", seconds=600.0, n_runs=1.0, seed=0, device="cpu",
                                batch_size=results["meta"]["batch size"], log=lambda *a: None)
