@@ -5,6 +5,9 @@
 #   OUT=gpu-out STORE=path/to/store bash benchmarks/gpu_checks.sh bench   # throughput tables
 #   OUT=gpu-out STORE=path/to/store STEPS=2000 bash benchmarks/gpu_checks.sh demo
 #
+# The GPU image has torch, torchvision and torch-geometric but not gemmi or plotly: carry
+# their wheels (gemmi 0.7.5, plotly 7.1.0) and put them on PYTHONPATH first, e.g.
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site WHEELS/*.whl; export PYTHONPATH=/tmp/site
 # STORE: a point-cloud store (protein-care build-dataset; the demo's is built from the
 # corpus folders of ../shared/pdb with --selection ca --min-points 20 --max-points 3000).
 # bench: protein training throughput (bench_train.py, CUDA rows), the vision step
@@ -40,12 +43,17 @@ bench)
         --out "$OUT/bench_vision_step.json"
     TAIL=6 part digits_compile 60 $PY -m vision_benchmarks.cli pretrain --config digits_care --out /tmp/v-compile \
         --set run.device=cuda run.compile=true optim.epochs=2
+    # the same DDP run without SyncBN, side by side (the 2026-11-25 SyncBN run's final kNN equalled the random init's)
+    TAIL=6 part digits_ddp 60 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m vision_benchmarks.cli \
+        pretrain --config digits_care --out /tmp/v-ddp-plain --set run.device=cuda optim.epochs=2
     TAIL=6 part digits_ddp_syncbn 60 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m vision_benchmarks.cli pretrain \
         --config digits_care --out /tmp/v-ddp --set run.device=cuda run.sync_bn=true optim.epochs=2
     ;;
 demo)
-    part demo "${LIMIT:-330}" $PY -m protein_care.cli demo --store "$STORE" --out /tmp/demo --steps "${STEPS:-2000}" \
-        --device cuda
+    # run_demo directly: the CLI imports every command, and build-dataset needs Biopython,
+    # which the GPU image lacks (it has no gemmi or plotly either: carry their wheels)
+    part demo "${LIMIT:-330}" $PY -c "from protein_care.demo import run_demo; \
+run_demo('/tmp/demo', store='$STORE', steps=${STEPS:-2000}, device='cuda')"
     cp /tmp/demo/results.json "$OUT/demo_results.json"
     cp /tmp/demo/report.html "$OUT/demo_report.html"
     tar czf "$OUT/demo_runs.tgz" -C /tmp/demo --exclude checkpoint.pt runs
