@@ -86,9 +86,14 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def _optimise(model, loss):
+def _train_step(model, views, care, n_split, amp, device):
+    """Embed each view (one pass per view, bf16 autocast), the loss, backward; synchronised."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        z = [model.embed(v.contiguous(memory_format=torch.channels_last)) for v in views]
+        loss = care_loss(*z, temperature=0.5, lam=0.01, n_split=n_split)["loss"] if care else info_nce(*z, 0.5)
     model.zero_grad(set_to_none=True)
     loss.backward()
+    sync(device)
 
 
 def bench_batched(model, data, care, batch, steps, device, n_split, amp, compile_augment=False):
@@ -105,11 +110,7 @@ def bench_batched(model, data, care, batch, steps, device, n_split, amp, compile
         views = aug.step_views(x, g, n_split=n_split if care else None)  # what a training step does
         sync(device)
         t1 = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            z = [model.embed(v.contiguous(memory_format=torch.channels_last)) for v in views]
-            loss = care_loss(*z, temperature=0.5, lam=0.01, n_split=n_split)["loss"] if care else info_nce(*z, 0.5)
-        _optimise(model, loss)
-        sync(device)
+        _train_step(model, views, care, n_split, amp, device)
         if step >= 2:
             step_ms.append((time.perf_counter() - t0) * 1e3)
             aug_ms.append((t1 - t0) * 1e3)
@@ -133,11 +134,7 @@ def bench_release(model, data, batch, steps, device, n_split, workers, amp):
         e1, e2 = equiv(img), equiv(img)
         t1 = time.perf_counter()
         views = [t.to(device, non_blocking=True) for t in (v1, v2, e1, e2)]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            z = [model.embed(v.contiguous(memory_format=torch.channels_last)) for v in views]
-            loss = care_loss(*z, temperature=0.5, lam=0.01, n_split=n_split)["loss"]
-        _optimise(model, loss)
-        sync(device)
+        _train_step(model, views, True, n_split, amp, device)
         if step >= 2:
             step_ms.append((time.perf_counter() - t0) * 1e3)
             wait_ms.append((t1 - t0) * 1e3)

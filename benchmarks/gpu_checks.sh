@@ -53,7 +53,7 @@ demo)
     # run_demo directly: the CLI imports every command, and build-dataset needs Biopython,
     # which the GPU image lacks (it has no gemmi or plotly either: carry their wheels)
     part demo "${LIMIT:-330}" $PY -c "from protein_care.demo import run_demo; \
-run_demo('/tmp/demo', store='$STORE', steps=${STEPS:-2000}, device='cuda')"
+run_demo('/tmp/demo', store_dir='$STORE', steps=${STEPS:-2000}, device='cuda')"
     cp /tmp/demo/results.json "$OUT/demo_results.json"
     cp /tmp/demo/report.html "$OUT/demo_report.html"
     tar czf "$OUT/demo_runs.tgz" -C /tmp/demo --exclude checkpoint.pt runs

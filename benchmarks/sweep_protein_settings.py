@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from protein_care.demo import SHARED_SETTINGS, _train, assess_claims, collect_run, fit_batch_size  # noqa: E402
+from protein_care.options import DEFAULTS  # noqa: E402
 
 #: (name, overrides of SHARED_SETTINGS). "SimCLR" is the reference of every claim.
 CANDIDATES: list[tuple[str, dict]] = [
@@ -70,8 +71,9 @@ def main(argv=None) -> int:
     shared = dict(SHARED_SETTINGS)
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep or key not in SHARED_SETTINGS and key not in ("train_points", "point_features", "lr"):
-            parser.error(f"--set {item}: expected KEY=VALUE with a training setting as KEY")
+        if not sep or key not in DEFAULTS:
+            parser.error(f"--set {item}: expected KEY=VALUE with a training setting as KEY "
+                         f"(one of protein_care.options.DEFAULTS)")
         try:
             shared[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -140,23 +140,29 @@ def small_rotations(
 # --------------------------------------------------------------------------- point augmentations
 
 
+def _random_rank_in_cloud(batch: Tensor, num_graphs: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """``(rank, sizes)``: each point's position in a uniformly random order of its own
+    cloud (0 … n_b − 1), and the cloud sizes ``(B,)``."""
+    n = batch.numel()
+    sizes = cloud_sizes(batch, num_graphs)
+    ptr = torch.cumsum(sizes, 0) - sizes  # first point of each cloud
+    score = torch.rand(n, generator=generator, device=batch.device, dtype=torch.float64)
+    order = torch.argsort(batch.to(torch.float64) + score)  # a random permutation within each cloud
+    rank = torch.empty(n, dtype=torch.long, device=batch.device)
+    rank[order] = torch.arange(n, device=batch.device) - ptr[batch[order]]
+    return rank, sizes
+
+
 def random_subsets(batch: Tensor, num_graphs: int, keep_fraction: float, generator: torch.Generator | None = None) -> Tensor:
     """A boolean mask keeping ``ceil(keep_fraction · n_b)`` random points of each cloud
     (at least one of a non-empty cloud); order within a cloud is preserved."""
     if not 0 < keep_fraction <= 1:
         raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction!r}")
-    n = batch.numel()
-    if keep_fraction == 1 or n == 0:
-        return torch.ones(n, dtype=torch.bool, device=batch.device)
-    sizes = cloud_sizes(batch, num_graphs)
-    ptr = torch.cumsum(sizes, 0) - sizes  # first point of each cloud
-    score = torch.rand(n, generator=generator, device=batch.device, dtype=torch.float64)
-    order = torch.argsort(batch.to(torch.float64) + score)  # a random permutation within each cloud
-    rank = torch.arange(n, device=batch.device) - ptr[batch[order]]  # position of order[k] in its cloud
+    if keep_fraction == 1 or batch.numel() == 0:
+        return torch.ones(batch.numel(), dtype=torch.bool, device=batch.device)
+    rank, sizes = _random_rank_in_cloud(batch, num_graphs, generator)
     keep = torch.ceil(sizes.to(torch.float64) * keep_fraction).long().clamp_min(1)
-    mask = torch.zeros(n, dtype=torch.bool, device=batch.device)
-    mask[order] = rank < keep[batch[order]]
-    return mask
+    return rank < keep[batch]
 
 
 def cap_points(pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, max_points: int,
@@ -167,15 +173,9 @@ def cap_points(pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, ma
     made from the same points."""
     if max_points < 0:
         raise ValueError(f"max_points must be >= 0, got {max_points!r}")
-    n = batch.numel()
-    if max_points == 0 or n == 0:
+    if max_points == 0 or batch.numel() == 0:
         return pos, x, batch
-    sizes = cloud_sizes(batch, num_graphs)
-    ptr = torch.cumsum(sizes, 0) - sizes
-    score = torch.rand(n, generator=generator, device=batch.device, dtype=torch.float64)
-    order = torch.argsort(batch.to(torch.float64) + score)  # a random permutation within each cloud
-    mask = torch.zeros(n, dtype=torch.bool, device=batch.device)
-    mask[order] = torch.arange(n, device=batch.device) - ptr[batch[order]] < max_points
+    mask = _random_rank_in_cloud(batch, num_graphs, generator)[0] < max_points
     return pos[mask], (x[mask] if x is not None else None), batch[mask]
 
 

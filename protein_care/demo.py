@@ -286,9 +286,9 @@ def calibrate_steps(store_path: Path, *, seconds: float, n_runs: float, seed: in
     return max(steps, 20)
 
 
-def run_demo(out, *, pdb_dir=None, store=None, minutes: float = 10.0, steps: int | None = None, device: str = "auto",
+def run_demo(out, *, pdb_dir=None, store_dir=None, minutes: float = 10.0, steps: int | None = None, device: str = "auto",
              seed: int = 0, workers: int | None = None, tradeoff: bool = True, log=print) -> dict:
-    """Build a store (or use ``store``, an existing one), train every run of
+    """Build a store (or use ``store_dir``, an existing one), train every run of
     :data:`DEMO_RUNS` (and the λ trade-off), evaluate, and write ``out/results.json`` and
     ``out/report.html``. Returns the results."""
     from data_pipeline.store import PointCloudStore
@@ -301,8 +301,8 @@ def run_demo(out, *, pdb_dir=None, store=None, minutes: float = 10.0, steps: int
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device_name = str(resolve_device(device))
-    if store is not None:
-        store_path = Path(store)
+    if store_dir is not None:
+        store_path = Path(store_dir)
         if not (store_path / "meta.json").is_file():
             raise FileNotFoundError(f"--store {store_path}: not a point-cloud store (no meta.json); "
                                     "build one with protein-care build-dataset")

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --steps {args.steps}: expected an integer >= 1", file=sys.stderr)
         return 2
     try:
-        run_demo(args.out, pdb_dir=args.pdb_dir, store=args.store, minutes=args.minutes, steps=args.steps, device=args.device,
+        run_demo(args.out, pdb_dir=args.pdb_dir, store_dir=args.store, minutes=args.minutes, steps=args.steps, device=args.device,
                  seed=args.seed, workers=args.workers, tradeoff=args.tradeoff)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

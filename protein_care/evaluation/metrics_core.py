@@ -184,7 +184,7 @@ def evaluate_embedder(
     metrics["pc1_ridge_lambda"] = ridge.lam
     metrics["pc1_well_defined_fraction"] = float(mask_cloud.mean())
     if mlp_probe:
-        mlp = fit_mlp_probe(*tr, *va, seed=seed)
+        mlp = fit_mlp_probe(*tr, *va, seed=seed, ridge=ridge)
         mlp_summary = _angle_summary("pc1_mlp", angles_deg(mlp.predict_axes(E_test), u_test), mask)
         metrics["pc1_mlp_epochs"] = mlp.best_epoch
     else:

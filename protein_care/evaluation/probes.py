@@ -215,16 +215,21 @@ def fit_mlp_probe(
     max_epochs: int = 150,
     patience: int = 15,
     seed: int = 0,
+    ridge: RidgeProbe | None = None,
 ) -> MLPProbe:
     """A small MLP (d → hidden → hidden → 5, ReLU) beside a linear path, regressing the
     sign-free PC1 target with Adam and MSE, early-stopped on the mean validation angle
     (the best epoch's weights are kept; epoch 0 is the ridge probe on the standardised
     embeddings, so the MLP probe is never worse than linear on validation: a plain MLP on
     a few hundred embeddings memorises the training proteins and stayed at chance where
-    ridge found the axis to 10°). Deterministic given ``seed``; touches no global RNG
-    state. Runs on the CPU in one thread."""
+    ridge found the axis to 10°). ``ridge``: the linear probe already fitted on these
+    embeddings (fitted here when not given). Deterministic given ``seed``; touches no
+    global RNG state. Runs on the CPU in one thread."""
+    if ridge is None:
+        ridge = fit_ridge_probe(e_train, u_train, e_val, u_val)
     with _one_thread():
-        return _fit_mlp_probe(e_train, u_train, e_val, u_val, hidden, lr, batch_size, max_epochs, patience, seed)
+        return _fit_mlp_probe(e_train, u_train, e_val, u_val, ridge, hidden, lr, batch_size, max_epochs, patience,
+                              seed)
 
 
 class _ResidualMLP(nn.Module):
@@ -245,7 +250,8 @@ class _ResidualMLP(nn.Module):
         return self.linear(x) + self.mlp(x)
 
 
-def _fit_mlp_probe(e_train, u_train, e_val, u_val, hidden, lr, batch_size, max_epochs, patience, seed) -> MLPProbe:
+def _fit_mlp_probe(e_train, u_train, e_val, u_val, ridge, hidden, lr, batch_size, max_epochs, patience,
+                   seed) -> MLPProbe:
     x = _as_f64(e_train)
     x_mean = x.mean(axis=0)
     x_scale = x.std(axis=0)
@@ -253,14 +259,16 @@ def _fit_mlp_probe(e_train, u_train, e_val, u_val, hidden, lr, batch_size, max_e
     xt = torch.as_tensor((x - x_mean) / x_scale, dtype=torch.float32)
     yt = torch.as_tensor(axis_to_target(u_train), dtype=torch.float32)
     xv = torch.as_tensor((_as_f64(e_val) - x_mean) / x_scale, dtype=torch.float32)
-    ridge = fit_ridge_probe(xt.double().numpy(), u_train, xv.double().numpy(), u_val)  # on the standardised inputs
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         linear = nn.Linear(xt.shape[1], 5)
         with torch.no_grad():
-            linear.weight.copy_(torch.as_tensor(ridge.weights.T, dtype=torch.float32))
-            linear.bias.copy_(torch.as_tensor(ridge.y_mean - ridge.x_mean @ ridge.weights, dtype=torch.float32))
+            # the ridge map y = (e − m) W + y₀ on standardised inputs x = (e − x_mean) / x_scale
+            weights = x_scale[:, None] * ridge.weights
+            linear.weight.copy_(torch.as_tensor(weights.T, dtype=torch.float32))
+            linear.bias.copy_(torch.as_tensor(ridge.y_mean + (x_mean - ridge.x_mean) @ ridge.weights,
+                                              dtype=torch.float32))
         net = _ResidualMLP(linear, hidden)
     net.eval()
     with torch.no_grad():

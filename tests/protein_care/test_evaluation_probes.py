@@ -128,3 +128,15 @@ def test_mlp_probe_is_deterministic_given_the_seed(equivariant_sets):
     b = fit_mlp_probe(e, u, ev_, uv, max_epochs=4, seed=3).predict_axes(et)
     np.testing.assert_array_equal(a, b)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_mlp_probe_starts_at_the_ridge_probe_and_is_never_worse_on_validation():
+    # few training embeddings of many distinct clouds: an MLP alone memorises them
+    train = probe_data(equivariant_plus_invariant_embed, 40, 2, seed=4)
+    val = probe_data(equivariant_plus_invariant_embed, 30, 2, seed=5)
+    (e, u, _), (ev_, uv, _) = train, val
+    ridge = fit_ridge_probe(e, u, ev_, uv)
+    ridge_val = float(angles_deg(ridge.predict_axes(ev_), uv).mean())
+    mlp = fit_mlp_probe(e, u, ev_, uv, seed=0, ridge=ridge, max_epochs=20)
+    assert mlp.history[0] == pytest.approx(ridge_val, abs=1e-3)  # epoch 0 is the ridge map itself
+    assert mlp.val_angle_deg <= ridge_val + 1e-3
