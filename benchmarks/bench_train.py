@@ -8,8 +8,13 @@ synthetic clouds with ``--synthetic`` or when none are found) in a temporary fol
 or uses an existing store given with ``--store`` (e.g. on a machine without gemmi),
 then times real trainer steps (CARE, default encoder) on the CPU and, when present, on
 CUDA. Columns: device, batch B, clouds/s (B / step time), step ms, data ms (gather from
-the packed store + all augmentations), data share of the step (goal: < 10%), and, for
-reference, ms to collate the same batch with PyG's DataLoader over StoreDataset.
+the packed store + all augmentations, as the trainer builds them: one stacked batch,
+:mod:`protein_care.training.views`), data share of the step (goal: < 10%), the number
+of tensor ops the data path dispatches per step (on a GPU each costs ~10 µs of host
+time, so for a small encoder the count is what matters), the same two figures for the
+view-by-view reference (:mod:`protein_care.augment`'s per-view functions and
+``concat_views``, timed in the same run), and ms to collate the same batch with PyG's
+DataLoader over StoreDataset.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from protein_care.augment import cap_points, concat_views, equivariance_views, invariance_views  # noqa: E402
 from protein_care.training.data import epoch_batches  # noqa: E402
+from protein_care.training.trainer import step_generator  # noqa: E402
 from protein_care.training.trainer import Trainer  # noqa: E402
 
 
@@ -59,23 +66,57 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(trainer: Trainer, batches: torch.Tensor, steps: int, warmup: int) -> tuple[list[float], list[float]]:
-    """Per step: seconds of data (gather + augment) and of the whole step."""
+def view_by_view(trainer: Trainer, indices: torch.Tensor, step: int):
+    """Reference data path: the same views made one at a time with the per-view
+    functions of :mod:`protein_care.augment`, then concatenated."""
+    cfg = trainer.config
+    pos, x, batch = trainer.data.gather(indices)
+    x = x if cfg["use_residue_features"] else None
+    b = indices.numel()
+    g = step_generator(trainer.device, cfg["seed"], 0, step)
+    if cfg["train_points"]:
+        pos, x, batch = cap_points(pos, x, batch, b, cfg["train_points"], g)
+    common = dict(length_scale=cfg["length_scale"], generator=g, max_angle=cfg["max_angle"], jitter=cfg["jitter"],
+                  keep_fraction=cfg["keep_fraction"])
+    views = []
+    if trainer.split:
+        views += invariance_views(pos, x, batch, b, mode="rotation", **common)
+    views += invariance_views(pos, x, batch, b, mode=cfg["inv_augment"], **common)
+    if trainer.variant.needs_equivariance_views:
+        views += equivariance_views(pos, x, batch, b, n_split=cfg["n_split"], length_scale=cfg["length_scale"], generator=g)
+    return concat_views(views)
+
+
+def count_ops(fn) -> int:
+    """Tensor ops dispatched by ``fn()`` (top-level aten calls, as the profiler records)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(1 for event in prof.events() if event.cpu_parent is None and event.name.startswith("aten::"))
+
+
+def time_steps(trainer: Trainer, batches: torch.Tensor, steps: int, warmup: int) -> dict[str, list[float]]:
+    """Per step: seconds of data (gather + augment, stacked), of the whole step, and of
+    the view-by-view reference data path (timed in turn with the stacked one)."""
     device = trainer.device
-    data_s, step_s = [], []
+    times = {"data": [], "step": [], "reference": []}
     for k in range(warmup + steps):
+        indices = batches[k % len(batches)]
         sync(device)
         t0 = time.perf_counter()
-        views = trainer.make_views(batches[k % len(batches)], k)
+        views = trainer.make_views(indices, k)
         sync(device)
         t1 = time.perf_counter()
         trainer.optimize(views)
         sync(device)
         t2 = time.perf_counter()
+        view_by_view(trainer, indices, k)
+        sync(device)
+        t3 = time.perf_counter()
         if k >= warmup:
-            data_s.append(t1 - t0)
-            step_s.append(t2 - t0)
-    return data_s, step_s
+            times["data"].append(t1 - t0)
+            times["step"].append(t2 - t0)
+            times["reference"].append(t3 - t2)
+    return times
 
 
 def pyg_collate_ms(store: Path, batch: torch.Tensor, repeats: int = 3) -> float:
@@ -124,19 +165,23 @@ def main(argv=None) -> int:
                 trainer = Trainer(config, store=s)
                 batches = epoch_batches(len(s), b, seed=0, epoch=0)
                 steps = args.steps * (10 if device.type == "cuda" else 1)
-                data_s, step_s = time_steps(trainer, batches, steps, warmup=2 if device.type == "cpu" else 5)
-                data_ms, step_ms = statistics.median(data_s) * 1e3, statistics.median(step_s) * 1e3
-                rows.append((name, b, b / (step_ms / 1e3), step_ms, data_ms, 100 * data_ms / step_ms,
+                times = time_steps(trainer, batches, steps, warmup=2 if device.type == "cpu" else 5)
+                data_ms, step_ms, ref_ms = (statistics.median(times[key]) * 1e3 for key in ("data", "step", "reference"))
+                ops = count_ops(lambda: trainer.make_views(batches[0], 0))
+                ref_ops = count_ops(lambda: view_by_view(trainer, batches[0], 0))
+                rows.append((name, b, b / (step_ms / 1e3), step_ms, data_ms, 100 * data_ms / step_ms, ops, ref_ms, ref_ops,
                              pyg_collate_ms(store, batches[0])))
                 del trainer
     header = (f"protein-care train throughput, {time.strftime('%Y-%m-%d')}, torch {torch.__version__}; store: "
               f"{args.store or ('synthetic' if args.synthetic else 'BM5-clean CA')} ({len(s)} clouds, mean {mean_points:.0f} points); "
               "CARE, deepset (hidden 256, dim 128, xyz+quadratic), 4 views per cloud, one forward")
     lines = [header, "",
-             "| device | batch | clouds/s | step ms | data+augment ms | data share | PyG DataLoader collate ms |",
-             "|---|---|---|---|---|---|---|"]
-    for name, b, cps, step_ms, data_ms, share, pyg_ms in rows:
-        lines.append(f"| {name} | {b} | {cps:.0f} | {step_ms:.1f} | {data_ms:.1f} | {share:.1f}% | {pyg_ms:.1f} |")
+             "| device | batch | clouds/s | step ms | data+augment ms | data share | data ops | view-by-view data ms "
+             "| view-by-view ops | PyG DataLoader collate ms |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, b, cps, step_ms, data_ms, share, ops, ref_ms, ref_ops, pyg_ms in rows:
+        lines.append(f"| {name} | {b} | {cps:.0f} | {step_ms:.1f} | {data_ms:.2f} | {share:.1f}% | {ops} | {ref_ms:.2f} "
+                     f"| {ref_ops} | {pyg_ms:.1f} |")
     text = "\n".join(lines)
     print(text)
     if args.write:

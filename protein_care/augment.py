@@ -51,8 +51,8 @@ def cloud_sizes(batch: Tensor, num_graphs: int) -> Tensor:
 
 def centroids(pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     """Mean point of each cloud, ``(B, 3)`` (zeros for an empty cloud)."""
-    sums = pos.new_zeros(num_graphs, 3).index_add_(0, batch, pos)
-    return sums / cloud_sizes(batch, num_graphs).clamp_min(1).to(pos.dtype)[:, None]
+    index = batch[:, None].expand(-1, pos.shape[1])
+    return pos.new_zeros(num_graphs, pos.shape[1]).scatter_reduce_(0, index, pos, "mean", include_self=False)
 
 
 def center_and_scale(pos: Tensor, batch: Tensor, num_graphs: int, length_scale: float) -> Tensor:
@@ -61,7 +61,7 @@ def center_and_scale(pos: Tensor, batch: Tensor, num_graphs: int, length_scale: 
     protein's size away)."""
     if not length_scale > 0:
         raise ValueError(f"length_scale must be positive, got {length_scale!r}")
-    return (pos - centroids(pos, batch, num_graphs)[batch]) / length_scale
+    return (pos - centroids(pos, batch, num_graphs)[batch]).div_(length_scale)
 
 
 # --------------------------------------------------------------------------- rotations

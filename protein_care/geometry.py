@@ -21,16 +21,38 @@ from torch import Tensor
 _AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
 
 
+def _quaternion_product_map() -> list[list[float]]:
+    """``C`` (16, 9) with ``vec(R) = vec(q qᵀ) C`` for a unit quaternion q = (w, x, y, z):
+    every entry of R is a quadratic form in q (the diagonal uses w² + x² + y² + z² = 1)."""
+    w, x, y, z = range(4)
+    entries = {  # R[i][j] as {(a, b): coefficient of q_a q_b}
+        (0, 0): {(w, w): 1, (x, x): 1, (y, y): -1, (z, z): -1},
+        (0, 1): {(x, y): 2, (w, z): -2}, (0, 2): {(x, z): 2, (w, y): 2},
+        (1, 0): {(x, y): 2, (w, z): 2}, (1, 1): {(w, w): 1, (x, x): -1, (y, y): 1, (z, z): -1},
+        (1, 2): {(y, z): 2, (w, x): -2}, (2, 0): {(x, z): 2, (w, y): -2}, (2, 1): {(y, z): 2, (w, x): 2},
+        (2, 2): {(w, w): 1, (x, x): -1, (y, y): -1, (z, z): 1},
+    }
+    table = [[0.0] * 9 for _ in range(16)]
+    for (i, j), terms in entries.items():
+        for (a, b), c in terms.items():
+            table[4 * a + b][3 * i + j] = float(c)
+    return table
+
+
+_PRODUCT_MAP: dict = {}
+
+
 def _quaternion_to_matrix(q: Tensor) -> Tensor:
-    """Unit quaternions ``(..., 4)`` as (w, x, y, z) → rotation matrices ``(..., 3, 3)``."""
-    w, x, y, z = q.unbind(-1)
-    two = 2.0
-    rows = [
-        1 - two * (y * y + z * z), two * (x * y - z * w), two * (x * z + y * w),
-        two * (x * y + z * w), 1 - two * (x * x + z * z), two * (y * z - x * w),
-        two * (x * z - y * w), two * (y * z + x * w), 1 - two * (x * x + y * y),
-    ]
-    return torch.stack(rows, dim=-1).reshape(*q.shape[:-1], 3, 3)
+    """Quaternions ``(n, 4)`` as (w, x, y, z) → rotation matrices ``(n, 3, 3)``.
+
+    ``R = vec⁻¹(vec(q qᵀ) C) / ‖q‖²``: homogeneous, so q need not be normalised, and a
+    handful of tensor ops whatever n (on a GPU the op count, not the arithmetic, is
+    what a small batch of rotations costs)."""
+    key = (q.device, q.dtype)
+    if key not in _PRODUCT_MAP:
+        _PRODUCT_MAP[key] = torch.tensor(_quaternion_product_map(), device=q.device, dtype=q.dtype)
+    outer = (q[:, :, None] * q[:, None, :]).reshape(-1, 16)
+    return (outer @ _PRODUCT_MAP[key]).div_(outer[:, ::5].sum(1, keepdim=True)).reshape(-1, 3, 3)
 
 
 def random_rotations(
@@ -59,8 +81,7 @@ def random_rotations(
         device = generator.device
     work = torch.float64 if dtype == torch.float64 else torch.float32
     q = torch.randn(n, 4, generator=generator, device=device, dtype=work)
-    q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return _quaternion_to_matrix(q).to(dtype)
+    return _quaternion_to_matrix(q).to(dtype)  # ‖q‖ = 0 has probability zero
 
 
 def axis_rotation(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -195,6 +196,9 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
     method, augment = build_all(cfg, data, device, ctx.world_size)
     if r["sync_bn"] and ctx.distributed:
         method.encoder = distributed.convert_sync_batchnorm(method.encoder, device)
+    elif r["sync_bn"] and main:  # one process (no torchrun, or torchrun with one process): plain BatchNorm
+        print("vision-benchmarks pretrain: run.sync_bn = true has no effect in a single process "
+              "(no DistributedDataParallel, no SyncBatchNorm)", file=sys.stderr)
     forward = distributed.wrap_ddp(method.encoder, ctx)  # the encoder itself in one process
     if r["compile"]:
         forward = torch.compile(forward)

@@ -146,15 +146,16 @@ class PackedClouds:
         offsets, so on a GPU the gather needs no device-to-host synchronisation."""
         host = self._offsets_host()
         idx = indices.cpu().numpy()
-        starts_h = host[idx]
-        sizes_h = host[idx + 1] - starts_h
-        total = int(sizes_h.sum())
+        starts = host[idx]
+        sizes = host[idx + 1] - starts
+        total = int(sizes.sum())
+        # one host-to-device copy: each cloud's size and the shift from its rank in the
+        # batch to its row in ``coords`` (start − first position in the batch)
+        shift = starts - (np.cumsum(sizes) - sizes)
         device = self.offsets.device
-        starts = torch.from_numpy(starts_h).to(device, non_blocking=True)
-        sizes = torch.from_numpy(sizes_h).to(device, non_blocking=True)
-        batch = torch.repeat_interleave(torch.arange(len(idx), device=device), sizes, output_size=total)  # (M,)
-        first = torch.cumsum(sizes, 0) - sizes  # position of each cloud's first point in the batch
-        point = starts[batch] + torch.arange(total, device=device) - first[batch]  # (M,) rows of coords
+        sizes_shift = torch.from_numpy(np.stack([sizes, shift])).to(device, non_blocking=True)
+        batch = torch.repeat_interleave(torch.arange(len(idx), device=device), sizes_shift[0], output_size=total)  # (M,)
+        point = sizes_shift[1][batch].add_(torch.arange(total, device=device))  # (M,) rows of coords
         return self.coords[point], self.features[point], batch
 
     def _offsets_host(self) -> np.ndarray:

@@ -6,7 +6,8 @@ One step (batch of B clouds per process):
 2. augment on device, batched: two invariance views (``--inv-augment``: Haar rotation
    per cloud, small rotations, or rotation-free point augmentations) and, when the loss
    has an equivariance term, two equivariance views (one Haar rotation per chunk of
-   B / n_split clouds);
+   B / n_split clouds), built directly as one stacked batch with a few dozen tensor ops
+   (:mod:`protein_care.training.views`);
 3. ONE forward pass over all views stacked into one batch (fewer, larger kernels than
    four passes; with ``--norm batch`` the pooled vectors are normalised over all views
    of the step together, as in a SimCLR forward of the concatenated views);
@@ -31,7 +32,7 @@ from pathlib import Path
 import torch
 
 from protein_care import __version__
-from protein_care.augment import View, cap_points, concat_views, equivariance_views, invariance_views
+from protein_care.augment import cap_points
 from protein_care.devices import resolve_device
 from protein_care.losses import combined_loss, loss_variant
 from protein_care.runs import (
@@ -44,6 +45,7 @@ from protein_care.training.data import (
     PackedClouds, epoch_batches, open_store, split_indices, store_config_hash, store_num_residue_types,
 )
 from protein_care.training.optim import build_optimizer
+from protein_care.training.views import StackedViews, stacked_views, step_view_kinds
 
 
 def step_generator(device: torch.device, seed: int, rank: int, step: int) -> torch.Generator:
@@ -89,6 +91,8 @@ class Trainer:
         self.data = packed.to(self.device)
         self.variant = loss_variant(self.config["loss"])
         self.split = self.config["embedding"] == "split"
+        self.view_kinds = step_view_kinds(self.config["inv_augment"], equivariance=self.variant.needs_equivariance_views,
+                                          split=self.split)
         self.model = initial_encoder(self.config).to(self.device)
         self.ddp_model = distributed.wrap_ddp(self.model, self.ctx)
         self.forward = torch.compile(self.ddp_model, dynamic=True) if self.config["compile"] else self.ddp_model
@@ -98,8 +102,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
 
-    def make_views(self, indices: torch.Tensor, step: int) -> list[View]:
-        """Data loading and augmentation for one step (everything before the forward)."""
+    def make_views(self, indices: torch.Tensor, step: int) -> StackedViews:
+        """Data loading and augmentation for one step (everything before the forward):
+        the step's views (:attr:`view_kinds`) stacked into one batch."""
         cfg = self.config
         pos, x, batch = self.data.gather(indices)
         x = x if cfg["use_residue_features"] else None
@@ -107,33 +112,26 @@ class Trainer:
         g = step_generator(self.device, cfg["seed"], self.ctx.rank, step)
         if cfg["train_points"]:  # one random subset per cloud, shared by all its views
             pos, x, batch = cap_points(pos, x, batch, b, cfg["train_points"], g)
-        common = dict(length_scale=cfg["length_scale"], generator=g)
-        augment = dict(max_angle=cfg["max_angle"], jitter=cfg["jitter"], keep_fraction=cfg["keep_fraction"])
-        views: list[View] = []
-        if self.split:  # block A: Haar-rotated invariance views
-            views += invariance_views(pos, x, batch, b, mode="rotation", **common, **augment)
-        views += invariance_views(pos, x, batch, b, mode=cfg["inv_augment"], **common, **augment)
-        if self.variant.needs_equivariance_views:
-            views += equivariance_views(pos, x, batch, b, n_split=cfg["n_split"], **common)
-        return views
+        return stacked_views(pos, x, batch, b, self.view_kinds, length_scale=cfg["length_scale"], n_split=cfg["n_split"],
+                             generator=g, max_angle=cfg["max_angle"], jitter=cfg["jitter"],
+                             keep_fraction=cfg["keep_fraction"])
 
-    def compute_loss(self, views: list[View]) -> dict[str, torch.Tensor]:
+    def compute_loss(self, stacked: StackedViews) -> dict[str, torch.Tensor]:
         """One forward over the stacked views, then the loss core."""
         cfg = self.config
-        stacked = concat_views(views)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
         kw = dict(temperature=cfg["temperature"], lam=cfg["lam"], n_split=cfg["n_split"], normalization=cfg["normalization"])
         with autocast:  # the loss core runs outside, in float32
             if not self.split:
                 z = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs)
             else:  # block A sees the first two views (Haar-rotated), block B the others
-                split_at = 2 * views[0].num_graphs
+                split_at = 2 * (stacked.num_graphs // stacked.num_views)
                 z_a, z_b = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs, blocks=True,
                                         split_at=split_at)
         if not self.split:
-            return combined_loss(cfg["loss"], *z.float().chunk(len(views)), **kw)
+            return combined_loss(cfg["loss"], *z.float().chunk(stacked.num_views), **kw)
         a = z_a.float().chunk(2)  # block A: the Haar-rotated invariance views
-        b = z_b.float().chunk(len(views) - 2)  # block B: its invariance (+ equivariance) views
+        b = z_b.float().chunk(stacked.num_views - 2)  # block B: its invariance (+ equivariance) views
         parts_a = combined_loss("simclr", *a, **kw)
         parts_b = combined_loss(cfg["loss"], *b, **kw)
         out = {f"a/{k}": v for k, v in parts_a.items() if k != "loss"}
@@ -141,7 +139,7 @@ class Trainer:
         out["loss"] = parts_a["loss"] + parts_b["loss"]
         return out
 
-    def optimize(self, views: list[View]) -> dict[str, torch.Tensor]:
+    def optimize(self, views: StackedViews) -> dict[str, torch.Tensor]:
         """Forward, backward and one optimizer + scheduler step; returns detached parts."""
         self.ddp_model.train()
         parts = self.compute_loss(views)

@@ -51,6 +51,22 @@ def test_random_rotations_reproducible_with_generator():
     assert random_rotations(0).shape == (0, 3, 3)
 
 
+@settings(max_examples=50, deadline=None)
+@given(q=st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(lambda v: sum(a * a for a in v) > 1e-3),
+       scale=st.floats(0.1, 10.0), sign=st.sampled_from([1.0, -1.0]))
+def test_quaternion_matrix_is_the_rotation_of_the_unit_quaternion_whatever_its_scale_and_sign(q, scale, sign):
+    from protein_care.geometry import _quaternion_to_matrix
+
+    q = torch.tensor([q], dtype=torch.float64)
+    unit = q / q.norm()
+    w, x, y, z = unit[0].tolist()
+    # Rodrigues: angle 2 acos(w) about (x, y, z)
+    half_sine = math.sqrt(x * x + y * y + z * z)
+    angle = torch.tensor(2 * math.atan2(half_sine, w), dtype=torch.float64)
+    expected = axis_rotation(torch.tensor([x, y, z], dtype=torch.float64), angle) if half_sine > 1e-9 else I3[None]
+    torch.testing.assert_close(_quaternion_to_matrix(sign * scale * q), expected, atol=1e-10, rtol=0)
+
+
 @settings(max_examples=30, deadline=None)
 @given(theta=st.floats(-10, 10), axis=st.sampled_from(["x", "y", "z"]))
 def test_axis_rotation_turns_perpendicular_vector_by_theta(theta, axis):

@@ -91,7 +91,7 @@ def test_bad_settings_name_the_argument(bad, match):
 
 def test_train_points_caps_every_view_and_both_equivariance_views_share_the_points(store):
     trainer = Trainer({**TINY, "out": None, "train_points": 5, "loss": "care", "inv_augment": "rotation"}, store=store)
-    views = trainer.make_views(torch.arange(8), step=0)
+    views = trainer.make_views(torch.arange(8), step=0).views()
     assert len(views) == 4
     for view in views:
         assert int(torch.bincount(view.batch, minlength=8).max()) <= 5
@@ -101,7 +101,7 @@ def test_train_points_caps_every_view_and_both_equivariance_views_share_the_poin
         a, b = e1.pos[e1.batch == k], e2.pos[e2.batch == k]
         torch.testing.assert_close(torch.cdist(a, a), torch.cdist(b, b), atol=1e-5, rtol=0)
     full = Trainer({**TINY, "out": None, "loss": "care", "inv_augment": "rotation"}, store=store)
-    assert int(torch.bincount(full.make_views(torch.arange(8), step=0)[0].batch).max()) > 5
+    assert int(torch.bincount(full.make_views(torch.arange(8), step=0).views()[0].batch).max()) > 5
 
 
 def test_derived_values():

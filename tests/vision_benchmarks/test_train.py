@@ -136,3 +136,14 @@ def test_resuming_with_another_config_is_refused(tmp_path, digits):
     pretrain(tiny("digits_care"), tmp_path / "run", data=digits)
     with pytest.raises(ValueError, match="method.lam"):
         pretrain(tiny("digits_care", "method.lam=0.5"), tmp_path / "run", data=digits)
+
+
+def test_sync_bn_in_one_process_says_it_does_nothing_and_training_moves_every_weight_tensor(tmp_path, digits, capsys):
+    results = pretrain(tiny("digits_care", "run.sync_bn=true", "run.snapshot_every=1"), tmp_path / "run", data=digits)
+    assert "run.sync_bn = true has no effect in a single process" in capsys.readouterr().err
+    assert results["epochs"] == 1
+    init = torch.load(tmp_path / "run" / "snapshots" / "epoch_0000.pt", weights_only=True)["encoder"]
+    trained = torch.load(tmp_path / "run" / "snapshots" / "epoch_0001.pt", weights_only=True)["encoder"]
+    moved = [k for k in init if init[k].is_floating_point() and not torch.equal(init[k], trained[k])]
+    floating = [k for k in init if init[k].is_floating_point()]
+    assert moved == floating  # every parameter and running statistic changed in training

@@ -1,0 +1,141 @@
+"""The trainer's stacked views (protein_care.training.views): each view does what
+protein_care.augment's function of the same kind does, laid out as one batch."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protein_care.augment import center_and_scale, centroids
+from protein_care.geometry import solve_wahba
+from protein_care.metrics import geodesic_angle
+from protein_care.training.views import VIEW_KINDS, StackedViews, stacked_views, step_view_kinds
+
+SIZES = [7, 12, 5, 9, 16, 8, 6, 10]
+
+
+def clouds(sizes=SIZES, seed=0):
+    """Anisotropic clouds far from the origin, float64; ``x`` numbers the points."""
+    g = torch.Generator().manual_seed(seed)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    pos = torch.randn(batch.numel(), 3, generator=g, dtype=torch.float64) * torch.tensor([10.0, 4.0, 1.5], dtype=torch.float64)
+    pos = pos + 50 * torch.randn(len(sizes), 3, generator=g, dtype=torch.float64)[batch]
+    return pos, torch.arange(batch.numel()), batch, len(sizes)
+
+
+def build(kinds, seed=1, **kw):
+    pos, x, batch, b = clouds()
+    settings_ = dict(length_scale=2.0, n_split=2, generator=torch.Generator().manual_seed(seed), jitter=0.0,
+                     keep_fraction=0.6, max_angle=20.0)
+    settings_.update(kw)
+    return stacked_views(pos, x, batch, b, kinds, **settings_), (pos, x, batch, b)
+
+
+def rotation_of_each_cloud(view, centred, batch, b):
+    """Per cloud, R with view ≈ R · centred, and the largest residual."""
+    found, worst = [], 0.0
+    for k in range(b):
+        a, c = centred[batch == k], view.pos[view.batch == k]
+        r = solve_wahba(a, c)
+        found.append(r)
+        worst = max(worst, float((a @ r.T - c).abs().max()))
+    return torch.stack(found), worst
+
+
+def test_step_view_kinds_follow_the_order_the_loss_reads():
+    assert step_view_kinds("rotation", equivariance=True, split=False) == ["rotation", "rotation", "chunk", "chunk"]
+    assert step_view_kinds("points", equivariance=False, split=False) == ["points", "points"]
+    assert step_view_kinds("points", equivariance=True, split=True) == [
+        "rotation", "rotation", "points", "points", "chunk", "chunk"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(VIEW_KINDS), min_size=1, max_size=6), st.integers(0, 2**31 - 1))
+def test_layout_view_k_holds_clouds_kB_to_kB_plus_B_in_order(kinds, seed):
+    stacked, (pos, x, batch, b) = build(kinds, seed)
+    assert isinstance(stacked, StackedViews) and stacked.num_views == len(kinds) and stacked.num_graphs == len(kinds) * b
+    assert bool((stacked.batch[1:] >= stacked.batch[:-1]).all())  # sorted: each view's points contiguous
+    views = stacked.views()
+    sizes = torch.bincount(batch, minlength=b)
+    for kind, view in zip(kinds, views):
+        counts = torch.bincount(view.batch, minlength=b)
+        expected = torch.ceil(sizes * 0.6).long() if kind == "points" else sizes
+        assert torch.equal(counts, expected)
+        assert torch.equal(view.batch, batch[view.x])  # every point keeps its cloud and its features
+        torch.testing.assert_close(centroids(view.pos, view.batch, b), torch.zeros(b, 3, dtype=pos.dtype),
+                                   atol=1e-12, rtol=0)
+
+
+def test_rotation_views_give_every_cloud_its_own_haar_rotation_about_its_centroid():
+    stacked, (pos, x, batch, b) = build(["rotation", "rotation"])
+    centred = center_and_scale(pos, batch, b, 2.0)
+    r1, e1 = rotation_of_each_cloud(stacked.views()[0], centred, batch, b)
+    r2, e2 = rotation_of_each_cloud(stacked.views()[1], centred, batch, b)
+    assert max(e1, e2) < 1e-9  # pure rotations of the centred, scaled clouds
+    for r in (r1, r2):
+        assert (geodesic_angle(r[:, None], r[None, :]) + 10 * torch.eye(b, dtype=r.dtype)).min() > 1e-3
+    assert (geodesic_angle(r1, r2) > 1e-3).all()
+
+
+def test_chunk_views_share_one_rotation_per_chunk_and_differ_between_chunks_and_views():
+    stacked, (pos, x, batch, b) = build(["rotation", "rotation", "chunk", "chunk"], n_split=2)
+    centred = center_and_scale(pos, batch, b, 2.0)
+    rotations = []
+    for view in stacked.views()[2:]:
+        r, worst = rotation_of_each_cloud(view, centred, batch, b)
+        assert worst < 1e-9
+        torch.testing.assert_close(r[:4], r[:1].expand(4, 3, 3), atol=1e-9, rtol=0)
+        torch.testing.assert_close(r[4:], r[4:5].expand(4, 3, 3), atol=1e-9, rtol=0)
+        assert geodesic_angle(r[0], r[4]) > 1e-3
+        rotations.append(r)
+    assert geodesic_angle(rotations[0][0], rotations[1][0]) > 1e-3  # the two equivariance views differ
+
+
+def test_small_rotation_views_stay_within_the_angle():
+    stacked, (pos, x, batch, b) = build(["small-rotation", "small-rotation"], max_angle=20.0)
+    centred = center_and_scale(pos, batch, b, 2.0)
+    for view in stacked.views():
+        r, worst = rotation_of_each_cloud(view, centred, batch, b)
+        angles = geodesic_angle(torch.eye(3, dtype=r.dtype).expand(b, 3, 3), r)
+        assert worst < 1e-9 and float(angles.max()) <= math.radians(20.0) + 1e-9 and float(angles.min()) > 0
+
+
+def test_points_views_are_independent_subsets_centred_after_the_subset_and_jittered():
+    stacked, (pos, x, batch, b) = build(["points", "points"])
+    v1, v2 = stacked.views()
+    for view in (v1, v2):  # no jitter: the kept points, centred on their own centroid, over the scale
+        kept = pos[view.x]
+        torch.testing.assert_close(view.pos, center_and_scale(kept, view.batch, b, 2.0))
+    assert not torch.equal(v1.x, v2.x)
+    jittered, _ = build(["points"], jitter=0.5, keep_fraction=1.0)
+    noise = jittered.pos * 2.0 - center_and_scale(pos, batch, b, 1.0)
+    assert 0.3 < float(noise.std()) < 0.7  # ~0.5 Å per coordinate (less the centroid's share)
+
+
+def test_mixed_runs_keep_their_order_and_the_same_seed_gives_the_same_views():
+    kinds = ["rotation", "rotation", "points", "points", "chunk", "chunk"]
+    a, (pos, x, batch, b) = build(kinds, seed=5)
+    c, _ = build(kinds, seed=5)
+    d, _ = build(kinds, seed=6)
+    assert torch.equal(a.pos, c.pos) and torch.equal(a.batch, c.batch) and not torch.equal(a.pos, d.pos)
+    views = a.views()
+    assert [int(v.pos.shape[0]) for v in views[:2]] == [sum(SIZES)] * 2
+    assert int(views[2].pos.shape[0]) < sum(SIZES)  # the points views sit in the middle
+
+
+def test_features_may_be_absent():
+    pos, _, batch, b = clouds()
+    out = stacked_views(pos, None, batch, b, ["points", "chunk"], length_scale=1.0, n_split=4)
+    assert out.x is None and out.num_graphs == 2 * b
+
+
+def test_bad_layouts_are_refused_with_the_argument_named():
+    pos, x, batch, b = clouds()
+    with pytest.raises(ValueError, match="n_split=3 must divide"):
+        stacked_views(pos, x, batch, b, ["chunk", "chunk"], length_scale=1.0, n_split=3)
+    with pytest.raises(ValueError, match="view kinds"):
+        stacked_views(pos, x, batch, b, ["spin"], length_scale=1.0)
+    with pytest.raises(ValueError, match="view kinds"):
+        stacked_views(pos, x, batch, b, [], length_scale=1.0)
