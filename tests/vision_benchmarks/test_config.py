@@ -45,8 +45,10 @@ def test_stl10_uses_sgd_cosine_with_warm_up():
 
 def test_imagenet100_takes_the_per_framework_values():
     simclr, moco = load_config("imagenet100_care")["method"], load_config("imagenet100_care-moco")["method"]
-    assert (simclr["n_split"], simclr["lam"], simclr["temperature"]) == (4, 0.005, 0.2)
-    assert (moco["n_split"], moco["lam"], moco["temperature"]) == (8, 0.01, 0.2)
+    # the paper's n_split (4, 8) are per GPU of the release's 4: global 16 and 32, chunks of 8 and 4
+    assert (simclr["n_split"], simclr["lam"], simclr["temperature"]) == (16, 0.005, 0.2)
+    assert (moco["n_split"], moco["lam"], moco["temperature"]) == (32, 0.01, 0.2)
+    assert [m["equiv_batch_size"] // m["n_split"] for m in (simclr, moco)] == [8, 4]  # the release's chunk sizes
 
 
 def test_ablation_and_digits_configs_exist():
