@@ -32,11 +32,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from protein_care.augment import cap_points, concat_views, equivariance_views, invariance_views  # noqa: E402
 from protein_care.training.data import epoch_batches  # noqa: E402
-from protein_care.training.trainer import step_generator  # noqa: E402
-from protein_care.training.trainer import Trainer  # noqa: E402
+from protein_care.training.trainer import Trainer, step_generator  # noqa: E402
+from _ops import count_ops  # noqa: E402
 
 
 def build_store(folder: Path, synthetic: bool) -> Path:
@@ -85,13 +86,6 @@ def view_by_view(trainer: Trainer, indices: torch.Tensor, step: int):
     if trainer.variant.needs_equivariance_views:
         views += equivariance_views(pos, x, batch, b, n_split=cfg["n_split"], length_scale=cfg["length_scale"], generator=g)
     return concat_views(views)
-
-
-def count_ops(fn) -> int:
-    """Tensor ops dispatched by ``fn()`` (top-level aten calls, as the profiler records)."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        fn()
-    return sum(1 for event in prof.events() if event.cpu_parent is None and event.name.startswith("aten::"))
 
 
 def time_steps(trainer: Trainer, batches: torch.Tensor, steps: int, warmup: int) -> dict[str, list[float]]:

@@ -15,7 +15,9 @@ checks the arithmetic, it is not an H100 number.
 
 Columns: pipeline, arch, batch, training images/s (each image makes 2 views, or 4 for
 CARE), ms per step, ms of augmentation per step (batched: measured alone; release: time
-the step waited for the loader plus the CPU equivariance views) and its share of the step.
+the step waited for the loader plus the CPU equivariance views), its share of the step,
+and (batched) the tensor ops one ``step_views`` call dispatches (top-level ``aten::`` ops,
+:func:`count_ops`; on a GPU each costs ~10 µs of host time).
 Designed for one H100 with bf16 autocast and channels_last; ``--toy`` uses ResNet-18 at
 width 8, batch 32 and a few steps so that it finishes in well under a minute on CPU.
 """
@@ -25,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -34,6 +38,9 @@ from protein_care.devices import resolve_device
 from protein_care.losses import care_loss, info_nce
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
 from vision_benchmarks.models import build_encoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _ops import count_ops  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
@@ -97,6 +104,7 @@ def _train_step(model, views, care, n_split, amp, device):
 
 
 def bench_batched(model, data, care, batch, steps, device, n_split, amp, compile_augment=False):
+    """(median step ms, median augmentation ms, ops dispatched by one ``step_views`` call)."""
     aug = BatchAugment(AugmentConfig(mean=MEAN, std=STD))
     if compile_augment:
         aug.compile()
@@ -114,7 +122,8 @@ def bench_batched(model, data, care, batch, steps, device, n_split, amp, compile
         if step >= 2:
             step_ms.append((time.perf_counter() - t0) * 1e3)
             aug_ms.append((t1 - t0) * 1e3)
-    return statistics.median(step_ms), statistics.median(aug_ms)
+    ops = count_ops(lambda: aug.step_views(x, g, n_split=n_split if care else None))
+    return statistics.median(step_ms), statistics.median(aug_ms), ops
 
 
 def bench_release(model, data, batch, steps, device, n_split, workers, amp):
@@ -138,7 +147,7 @@ def bench_release(model, data, batch, steps, device, n_split, workers, amp):
         if step >= 2:
             step_ms.append((time.perf_counter() - t0) * 1e3)
             wait_ms.append((t1 - t0) * 1e3)
-    return statistics.median(step_ms), statistics.median(wait_ms)
+    return statistics.median(step_ms), statistics.median(wait_ms), None
 
 
 # --------------------------------------------------------------------------- Table 1 wall-clock estimates
@@ -274,7 +283,8 @@ def pipeline_table(args, device, amp: bool, name: str) -> list[dict]:
         archs, batches, width, steps, workers, n_images = args.archs, args.batches, 64, args.steps, args.workers, 8192
     print(f"device: {name}; torch {torch.__version__}; median of {steps} steps; bf16 autocast: {amp}")
     data = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    header = f"{'pipeline':<16} {'arch':<9} {'batch':>5} {'img/s':>8} {'step ms':>9} {'aug ms':>8} {'aug %':>6}"
+    header = (f"{'pipeline':<16} {'arch':<9} {'batch':>5} {'img/s':>8} {'step ms':>9} {'aug ms':>8} {'aug %':>6} "
+              f"{'aug ops':>7}")
     print(header + "\n" + "-" * len(header))
     rows = []
     for arch in archs:
@@ -289,12 +299,13 @@ def pipeline_table(args, device, amp: bool, name: str) -> list[dict]:
             if args.compile_augment:  # the same steps with the augmentation compiled (run.compile_augment)
                 results["care+compiled-aug"] = bench_batched(model, data.to(device), True, batch, steps, device,
                                                              n_split, amp, compile_augment=True)
-            for pipeline, (step_ms, aug_ms) in results.items():
+            for pipeline, (step_ms, aug_ms, ops) in results.items():
                 row = {"pipeline": pipeline, "arch": arch, "batch": batch, "images_per_s": batch / step_ms * 1e3,
-                       "step_ms": step_ms, "augment_ms": aug_ms, "augment_share": aug_ms / step_ms, "device": name}
+                       "step_ms": step_ms, "augment_ms": aug_ms, "augment_share": aug_ms / step_ms,
+                       "augment_ops": ops, "device": name}
                 rows.append(row)
                 print(f"{pipeline:<16} {arch:<9} {batch:>5} {row['images_per_s']:>8.0f} {step_ms:>9.1f} "
-                      f"{aug_ms:>8.1f} {100 * row['augment_share']:>5.1f}%")
+                      f"{aug_ms:>8.1f} {100 * row['augment_share']:>5.1f}% {'-' if ops is None else ops:>7}")
     return rows
 
 

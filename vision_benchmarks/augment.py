@@ -11,9 +11,13 @@ DataLoader workers::
     Normalize(dataset mean, dataset std)
 
 Here a whole batch ``(n, 3, H, W)`` (uint8 or float in [0, 1], on any device) is
-augmented at once. Parameters are drawn as tensors (:func:`sample_params`), one row per
-parameter set, and :func:`apply_params` applies row ``k`` to image ``k``. Sharing one set
-over a chunk of images (CARE's equivariance views) is ``params.repeat_interleave(c)``.
+augmented at once. Parameters are drawn as tensors, one row per parameter set, from one
+``torch.rand`` call (:func:`uniform_draws` → :func:`params_from_draws`), and
+:func:`apply_params` applies row ``k`` to image ``k``. Sharing one set over a chunk of
+images (CARE's equivariance views) is repeating its row of draws (:func:`shared_rows`).
+On a GPU the pass is bound by kernel launches, so the ops are written to dispatch few
+tensor ops (about 220 for all four views of a CARE step); the colour ops are in
+:mod:`vision_benchmarks.color`.
 
 Numerics: every op works in float32 on [0, 1] with no intermediate rounding to uint8.
 For fixed parameters each op equals ``torchvision.transforms.v2.functional`` on float
@@ -25,14 +29,19 @@ both by a few uint8 levels. ``blur_impl = "cv2"`` reproduces the release's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
 
 from vision_benchmarks.blur import BLUR_IMPLS, gaussian_blur, gaussian_kernels  # noqa: F401  (re-exported)
+from vision_benchmarks.color import (  # noqa: F401  (re-exported)
+    _JITTER_OPS, GRAY_WEIGHTS, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, color_jitter,
+    grayscale, random_grayscale,
+)
+from vision_benchmarks.constants import cached_tensor, constant
 
-GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
 EQUIV_VIEW_MODES = ("per-chunk", "release")
 
 
@@ -109,72 +118,117 @@ class AugmentParams:
 
 # --------------------------------------------------------------------------- sampling
 
+CROP_TRIALS = 10
+# Columns of the uniform draws behind one parameter set (see params_from_draws).
+_AREA, _LOG_RATIO, _FACTORS, _SIGMA = slice(0, 10), slice(10, 20), slice(20, 24), 24
+_AFFINE, _POSITION, _BERNOULLI, _ORDER = 25, slice(25, 27), slice(27, 31), slice(31, 35)
+N_DRAWS = 35
 
-def _uniform(m, lo, hi, generator, device, dtype=torch.float32) -> Tensor:
-    return torch.rand(m, generator=generator, device=device, dtype=dtype) * (hi - lo) + lo
+
+def uniform_draws(m: int, generator=None, device=None) -> Tensor:
+    """``(m, N_DRAWS)`` float64 U[0, 1): every random number of ``m`` parameter sets,
+    drawn in one call (turned into parameters by :func:`params_from_draws`)."""
+    return torch.rand(m, N_DRAWS, generator=generator, device=device, dtype=torch.float64)
+
+
+def _crop_boxes(target: Tensor, log_ratio: Tensor, position: Tensor, height: int, width: int, ratio) -> Tensor:
+    """``(m, 4)`` boxes ``(top, left, h, w)`` from ``(m, T)`` trial areas and log-aspects
+    and ``(m, 2)`` uniforms for the position, as ``RandomResizedCrop.get_params``:
+    w = round(√(A·r)), h = round(√(A/r)) (half to even, as Python's round); the first
+    trial with 0 < h ≤ H and 0 < w ≤ W wins, placed at top = ⌊u·(H − h + 1)⌋,
+    left = ⌊u'·(W − w + 1)⌋ (uniform integers); else the central crop clipped to the ratio
+    range."""
+    device = target.device
+    aspect = log_ratio.exp()
+    hw = torch.stack([target / aspect, target * aspect], dim=1).sqrt_().round_().long()  # (m, 2, T): h, w
+    fits = ((hw > 0) & (hw <= constant(((height,), (width,)), device, torch.int64))).all(dim=1)
+    first = fits.byte().argmax(dim=1, keepdim=True)  # the first fitting trial
+    found = fits.any(dim=1, keepdim=True)
+    hw = torch.take_along_dim(hw, first.unsqueeze(1), dim=2).squeeze(2)  # (m, 2)
+    in_ratio = width / height  # fallback: central crop
+    if in_ratio < min(ratio):
+        fh, fw = int(round(width / min(ratio))), width
+    elif in_ratio > max(ratio):
+        fh, fw = height, int(round(height * max(ratio)))
+    else:
+        fh, fw = height, width
+    hw = torch.where(found, hw, constant((fh, fw), device, torch.int64))
+    room = constant((height + 1, width + 1), device, torch.int64) - hw
+    corner = torch.where(found, (position * room).floor_().long(),
+                         constant(((height - fh) // 2, (width - fw) // 2), device, torch.int64))
+    return torch.cat([corner, hw], dim=1)
 
 
 def sample_crops(m: int, height: int, width: int, scale, ratio, generator=None, device=None) -> Tensor:
     """``m`` RandomResizedCrop boxes ``(top, left, h, w)``, distributed exactly as
     ``torchvision.transforms.RandomResizedCrop.get_params``: up to 10 trials of
-    area ~ U(scale)·HW and log-aspect ~ U(log ratio), w = round(√(A·r)), h = round(√(A/r));
-    the first trial that fits wins, else the central crop clipped to the ratio range."""
+    area ~ U(scale)·HW and log-aspect ~ U(log ratio) (see :func:`_crop_boxes`)."""
+    u = torch.rand(m, 2 * CROP_TRIALS + 2, generator=generator, device=device, dtype=torch.float64)
+    area, log_lo, log_hi = height * width, math.log(ratio[0]), math.log(ratio[1])
+    target = u[:, :CROP_TRIALS] * (area * (scale[1] - scale[0])) + area * scale[0]
+    log_ratio = u[:, CROP_TRIALS:2 * CROP_TRIALS] * (log_hi - log_lo) + log_lo
+    return _crop_boxes(target, log_ratio, u[:, 2 * CROP_TRIALS:], height, width, ratio)
+
+
+def _affine_ranges(height: int, width: int, config: AugmentConfig) -> tuple[tuple, tuple]:
+    """``(lo, hi − lo)`` of the uniform columns 0–24 of :func:`params_from_draws`."""
+    b, c, s, hue = config.jitter
     area = height * width
-    log_lo, log_hi = torch.log(torch.tensor(ratio, dtype=torch.float64)).tolist()
-    target = area * _uniform((m, 10), scale[0], scale[1], generator, device).double()
-    aspect = torch.exp(_uniform((m, 10), log_lo, log_hi, generator, device).double())
-    w = torch.round(torch.sqrt(target * aspect)).long()  # round half to even, as Python's round
-    h = torch.round(torch.sqrt(target / aspect)).long()
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # first fitting trial
-    found = fits.any(dim=1)
-    w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
-    in_ratio = width / height  # fallback: central crop
-    if in_ratio < min(ratio):
-        fw, fh = width, int(round(width / min(ratio)))
-    elif in_ratio > max(ratio):
-        fw, fh = int(round(height * max(ratio))), height
-    else:
-        fw, fh = width, height
-    w = torch.where(found, w, torch.full_like(w, fw))
-    h = torch.where(found, h, torch.full_like(h, fh))
-    u = torch.rand(m, 2, generator=generator, device=device, dtype=torch.float64)
-    top = torch.where(found, (u[:, 0] * (height - h + 1)).floor().long(), (height - h) // 2)
-    left = torch.where(found, (u[:, 1] * (width - w + 1)).floor().long(), (width - w) // 2)
-    return torch.stack([top, left, h, w], dim=1)
+    bounds = ([(area * config.scale[0], area * config.scale[1])] * CROP_TRIALS
+              + [tuple(math.log(r) for r in config.ratio)] * CROP_TRIALS
+              + [(max(0.0, 1 - b), 1 + b), (max(0.0, 1 - c), 1 + c), (max(0.0, 1 - s), 1 + s), (-hue, hue),
+                 tuple(config.blur_sigma)])
+    return tuple(float(lo) for lo, _ in bounds), tuple(float(hi - lo) for lo, hi in bounds)
+
+
+def params_from_draws(u: Tensor, height: int, width: int, config: AugmentConfig) -> AugmentParams:
+    """Parameter sets for ``height × width`` inputs from :func:`uniform_draws`, row k from
+    ``u[k]`` (equal rows give equal sets), with torchvision's distributions:
+
+    - columns 0–24 map affinely, lo + u·(hi − lo), in one op: the crop's 10 trial areas
+      U(scale)·HW and log-aspects U(log ratio) (:func:`_crop_boxes`, which also takes
+      columns 25–26 for the position), the jitter factors U[max(0, 1−x), 1+x] for
+      brightness, contrast, saturation and U[−x, x] for hue, and σ ~ U[σ_min, σ_max];
+    - columns 27–30: Bernoulli(p) = (u < p) for flip, jitter, grayscale, blur;
+    - columns 31–34: the jitter order, the argsort of 4 uniforms (a uniform permutation).
+    """
+    device = u.device
+    lo, span = _affine_ranges(height, width, config)
+    v = torch.addcmul(constant(lo, device, torch.float64), u[:, :_AFFINE], constant(span, device, torch.float64))
+    probabilities = (config.flip_p, config.jitter_p, config.grayscale_p, config.blur_p)
+    flip, jitter, gray, blur = (u[:, _BERNOULLI] < constant(probabilities, device, torch.float64)).unbind(1)
+    return AugmentParams(
+        crop=_crop_boxes(v[:, _AREA], v[:, _LOG_RATIO], u[:, _POSITION], height, width, config.ratio),
+        flip=flip,
+        jitter=jitter,
+        factors=v[:, _FACTORS].float(),
+        order=u[:, _ORDER].argsort(dim=1),
+        grayscale=gray,
+        blur=blur,
+        sigma=v[:, _SIGMA].float(),
+    )
 
 
 def sample_params(
     m: int, height: int, width: int, config: AugmentConfig, generator=None, device=None
 ) -> AugmentParams:
-    """``m`` independent parameter sets of the pipeline for ``height × width`` inputs,
-    with torchvision's distributions (crop as :func:`sample_crops`; Bernoulli(p) for each
-    RandomApply / flip / grayscale; jitter factors U[max(0, 1−x), 1+x] and hue U[−x, x];
-    a uniform random order of the four jitter ops; σ ~ U[σ_min, σ_max])."""
+    """``m`` independent parameter sets of the pipeline for ``height × width`` inputs
+    (:func:`params_from_draws` of one :func:`uniform_draws` call)."""
     if device is None and generator is not None:
         device = generator.device
-    b, c, s, hue = config.jitter
-    bern = lambda p: torch.rand(m, generator=generator, device=device) < p  # noqa: E731
-    factors = torch.stack(
-        [
-            _uniform(m, max(0.0, 1 - b), 1 + b, generator, device),
-            _uniform(m, max(0.0, 1 - c), 1 + c, generator, device),
-            _uniform(m, max(0.0, 1 - s), 1 + s, generator, device),
-            _uniform(m, -hue, hue, generator, device),
-        ],
-        dim=1,
-    )
-    order = torch.rand(m, 4, generator=generator, device=device).argsort(dim=1)  # uniform permutations
-    return AugmentParams(
-        crop=sample_crops(m, height, width, config.scale, config.ratio, generator, device),
-        flip=bern(config.flip_p),
-        jitter=bern(config.jitter_p),
-        factors=factors,
-        order=order,
-        grayscale=bern(config.grayscale_p),
-        blur=bern(config.blur_p),
-        sigma=_uniform(m, config.blur_sigma[0], config.blur_sigma[1], generator, device),
-    )
+    return params_from_draws(uniform_draws(m, generator, device), height, width, config)
+
+
+def shared_rows(independent: int, sets: int, repeats: int, device) -> Tensor:
+    """Row index ``[0, …, independent−1]`` then each of the rows ``independent + j``,
+    j < 2·sets, ``repeats`` times in a row: indexing draws with it gives ``independent``
+    rows of their own, then chunks of ``repeats`` equal rows (cached per device)."""
+
+    def build(dev):
+        shared = torch.arange(2 * sets, device=dev).repeat_interleave(repeats) + independent
+        return torch.cat([torch.arange(independent, device=dev), shared])
+
+    return cached_tensor(("shared_rows", independent, sets, repeats), device, build)
 
 
 # --------------------------------------------------------------------------- ops
@@ -182,38 +236,46 @@ def sample_params(
 
 def to_float(images: Tensor) -> Tensor:
     """uint8 [0, 255] → float32 [0, 1]; float images are returned as float32."""
-    return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+    if images.dtype == torch.uint8:
+        return images.float().div_(255)
+    return images if images.dtype == torch.float32 else images.float()
+
+
+def _pixel_centres(size: int, device) -> Tensor:
+    return cached_tensor(("pixel_centres", size), device,
+                         lambda dev: torch.arange(size, device=dev, dtype=torch.float32) + 0.5)
 
 
 def _resample_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int) -> Tensor:
-    """``(n, out_size, in_size)`` weights of torchvision's antialiased bilinear resize of
-    the window [start, start + length) to ``out_size`` pixels (the triangle filter of
-    ATen's ``_upsample_bilinear2d_aa``: support max(scale, 1), renormalised at the
-    window's edges; for upsampling it equals plain bilinear with edge clamping)."""
+    """``(..., out_size, in_size)`` weights of torchvision's antialiased bilinear resize of
+    the windows [start, start + length) (integer tensors of one shape) to ``out_size``
+    pixels (the triangle filter of ATen's ``_upsample_bilinear2d_aa``: support
+    max(scale, 1), renormalised at the window's edges; for upsampling it equals plain
+    bilinear with edge clamping). Input pixels at or past ``start + length`` weigh 0."""
     dtype = torch.float32
-    scale = length.to(dtype) / out_size  # (n,)
-    support = scale.clamp(min=1.0)
-    out_pos = torch.arange(out_size, device=start.device, dtype=dtype) + 0.5
-    centre = start.to(dtype)[:, None] + scale[:, None] * out_pos  # (n, out)
-    in_pos = torch.arange(in_size, device=start.device, dtype=dtype) + 0.5  # pixel centres
-    t = (in_pos[None, None, :] - centre[:, :, None]) / support[:, None, None]
-    weight = (1 - t.abs()).clamp(min=0)
-    inside = (in_pos[None, :] >= start[:, None]) & (in_pos[None, :] < (start + length)[:, None])
-    weight = weight * inside[:, None, :]
-    return weight / weight.sum(dim=2, keepdim=True)
+    scale = (length.to(dtype) / out_size).unsqueeze(-1)  # (..., 1)
+    support = scale.clamp(min=1.0).unsqueeze(-1)  # (..., 1, 1)
+    centre = start.to(dtype).unsqueeze(-1) + scale * _pixel_centres(out_size, start.device)  # (..., out)
+    in_pos = _pixel_centres(in_size, start.device)  # pixel centres
+    t = (in_pos - centre.unsqueeze(-1)) / support
+    weight = (1 - t.abs()).clamp_(min=0)
+    inside = (in_pos >= start.unsqueeze(-1)) & (in_pos < (start + length).unsqueeze(-1))
+    weight = weight * inside.unsqueeze(-2)
+    return weight / weight.sum(dim=-1, keepdim=True)
 
 
 def resized_crop(images: Tensor, boxes: Tensor, size: int) -> Tensor:
     """Crop ``boxes[k] = (top, left, h, w)`` of image k and resize it to ``size × size``
     (bilinear, antialiased), all in one batched separable matmul:
-    ``out_k = W_y,k · crop_k · W_x,kᵀ``. Equals ``v2.functional.resized_crop(...,
-    antialias=True)`` on float images."""
+    ``out_k = W_y,k · crop_k · W_x,kᵀ`` (W_y and W_x built together). Equals
+    ``v2.functional.resized_crop(..., antialias=True)`` on float images."""
     x = to_float(images)
-    n, _, height, width = x.shape
-    wy = _resample_matrix(boxes[:, 0], boxes[:, 2], height, size)  # (n, size, H)
-    wx = _resample_matrix(boxes[:, 1], boxes[:, 3], width, size)  # (n, size, W)
-    x = torch.matmul(x, wx.transpose(1, 2)[:, None])  # (n, C, H, size)
-    return torch.matmul(wy[:, None], x)  # (n, C, size, size)
+    _, _, height, width = x.shape
+    wy, wx = _resample_matrix(boxes[:, :2], boxes[:, 2:], max(height, width), size).unbind(1)  # (n, size, ·)
+    if height != width:
+        wy, wx = wy[..., :height], wx[..., :width]
+    x = torch.matmul(x, wx.transpose(1, 2).unsqueeze(1))  # (n, C, H, size)
+    return torch.matmul(wy.unsqueeze(1), x)  # (n, C, size, size)
 
 
 def resize(images: Tensor, size: int) -> Tensor:
@@ -221,12 +283,8 @@ def resize(images: Tensor, size: int) -> Tensor:
     n, _, height, width = images.shape
     if (height, width) == (size, size):
         return to_float(images)
-    box = torch.tensor([0, 0, height, width], device=images.device).expand(n, 4)
+    box = constant((0, 0, height, width), images.device, torch.int64).expand(n, 4)
     return resized_crop(images, box, size)
-
-
-def _per_sample(values: Tensor, x: Tensor) -> Tensor:
-    return values.to(x.dtype).view(-1, 1, 1, 1)
 
 
 def hflip(x: Tensor, mask: Tensor) -> Tensor:
@@ -234,95 +292,11 @@ def hflip(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
-def grayscale(x: Tensor) -> Tensor:
-    """Luma ``(n, 1, H, W)`` with torchvision's weights (0.2989, 0.587, 0.114)."""
-    r, g, b = x.unbind(dim=1)
-    return (r * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + b * GRAY_WEIGHTS[2]).unsqueeze(1)
-
-
-def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
-    f = _per_sample(factor, x)
-    return (f * x + (1 - f) * other).clamp(0, 1)
-
-
-def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
-    """``clamp(f·x)``, one factor per image."""
-    return _blend(x, torch.zeros_like(x), factor)
-
-
-def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
-    """Blend with the image's mean luma: ``clamp(f·x + (1−f)·mean(gray(x)))``."""
-    return _blend(x, grayscale(x).mean(dim=(1, 2, 3), keepdim=True), factor)
-
-
-def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
-    """Blend with the image's luma: ``clamp(f·x + (1−f)·gray(x))``."""
-    return _blend(x, grayscale(x), factor)
-
-
-def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
-    """Rotate the hue by ``shift`` turns (in [−0.5, 0.5]) through RGB → HSV → RGB,
-    the same conversion torchvision (after PIL) uses."""
-    r, g, b = x.unbind(dim=1)
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
-    delta = maxc - minc
-    gray = delta == 0
-    sat = delta / torch.where(gray, torch.ones_like(maxc), maxc)
-    safe = torch.where(gray, torch.ones_like(delta), delta)
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    hue = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    hue = torch.where(gray, torch.zeros_like(hue), hue)
-    hue = (hue / 6.0 + 1.0).fmod(1.0)
-    hue = (hue + shift.to(x.dtype).view(-1, 1, 1)).remainder(1.0)
-    # HSV -> RGB: sector i = floor(6h), fraction f
-    h6 = hue * 6.0
-    sector = torch.floor(h6)
-    frac = h6 - sector
-    sector = sector.long().remainder(6)
-    v = maxc
-    p = (v * (1 - sat)).clamp(0, 1)
-    q = (v * (1 - sat * frac)).clamp(0, 1)
-    t = (v * (1 - sat * (1 - frac))).clamp(0, 1)
-    candidates = torch.stack([v, p, q, t], dim=1)  # (n, 4, H, W)
-    # (r, g, b) = indices into (v, p, q, t) for sectors 0..5
-    table = torch.tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]], device=x.device)
-    index = table[:, sector].permute(1, 0, 2, 3)  # (n, 3, H, W)
-    return candidates.gather(1, index)
-
-
-_JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-
-
-def color_jitter(x: Tensor, factors: Tensor, order: Tensor, apply: Tensor, sync_free: bool | None = None) -> Tensor:
-    """ColorJitter with a per-image random order of (brightness, contrast, saturation,
-    hue), applied only where ``apply`` is true. ``sync_free`` (default: on CUDA) evaluates
-    every op on the whole batch and selects with ``torch.where`` (no host sync, 4× the
-    arithmetic); otherwise each op runs on the rows that need it."""
-    if sync_free is None:
-        sync_free = x.is_cuda
-    for position in range(4):
-        for op_index, op in enumerate(_JITTER_OPS):
-            chosen = apply & (order[:, position] == op_index)
-            if sync_free:
-                x = torch.where(chosen.view(-1, 1, 1, 1), op(x, factors[:, op_index]), x)
-            else:
-                rows = chosen.nonzero().squeeze(1)
-                if rows.numel():
-                    x = x.index_copy(0, rows, op(x[rows], factors[rows, op_index]))
-    return x
-
-
-def random_grayscale(x: Tensor, mask: Tensor) -> Tensor:
-    """Replace the images where ``mask`` is true by their luma in all 3 channels."""
-    return torch.where(mask.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
-
-
 def normalize(x: Tensor, mean, std) -> Tensor:
     """``(x − mean) / std`` per channel."""
-    mean = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - mean) / std
+    shape = (1, -1, 1, 1)
+    mean = constant(tuple(float(v) for v in mean), x.device, x.dtype, shape)
+    return (x - mean) / constant(tuple(float(v) for v in std), x.device, x.dtype, shape)
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -354,6 +328,7 @@ class BatchAugment:
         aug = BatchAugment(AugmentConfig())
         v1, v2 = aug.views(x, g), aug.views(x, g)            # SimCLR views
         e1, e2 = aug.chunk_views(x, n_split=16, generator=g)  # CARE views
+        v1, v2, e1, e2 = aug.step_views(x, g, n_split=16)     # all four in one pass
     """
 
     def __init__(self, config: AugmentConfig, equiv_views: str = "per-chunk"):
@@ -377,57 +352,67 @@ class BatchAugment:
         params = sample_params(n, height, width, self.config, generator, images.device)
         return self._apply(images, params, self.config, crop=crop)
 
-    def chunk_params(self, n: int, height: int, width: int, n_split: int, generator=None, device=None):
-        """Parameter rows for the two equivariance views of n images in ``n_split``
-        consecutive chunks. ``"per-chunk"``: chunk k has its own pair (ã1_k, ã2_k), as the
-        paper describes; ``"release"``: every chunk shares one pair, as the authors' code
-        does in fact (``vmap(process, randomness='same')`` over the chunks)."""
+    def _draws(self, independent: int, n: int, n_split: int, generator, device) -> Tensor:
+        """Uniform draws (one RNG call) for ``independent`` rows of their own, then the
+        two equivariance views of n images in ``n_split`` consecutive chunks:
+        ``"per-chunk"``: chunk k has its own pair (ã1_k, ã2_k), as the paper describes;
+        ``"release"``: every chunk shares one pair, as the authors' code does in fact
+        (``vmap(process, randomness='same')`` over the chunks)."""
         if n % n_split:
             raise ValueError(f"n_split={n_split} must divide the batch size {n}")
-        sets = n_split if self.equiv_views == "per-chunk" else 1
-        first = sample_params(sets, height, width, self.config, generator, device)
-        second = sample_params(sets, height, width, self.config, generator, device)
-        if sets == 1:
-            return first.repeat_interleave(n), second.repeat_interleave(n)
-        chunk = n // n_split
-        return first.repeat_interleave(chunk), second.repeat_interleave(chunk)
+        sets, repeats = (n_split, n // n_split) if self.equiv_views == "per-chunk" else (1, n)
+        if device is None and generator is not None:
+            device = generator.device
+        u = uniform_draws(independent + 2 * sets, generator, device)
+        return u[shared_rows(independent, sets, repeats, u.device)]
+
+    def chunk_params(self, n: int, height: int, width: int, n_split: int, generator=None, device=None):
+        """Parameter rows ``(p1, p2)`` for the two equivariance views of n images in
+        ``n_split`` consecutive chunks (one pair per chunk, or one for all chunks in the
+        ``"release"`` mode; see :meth:`_draws`)."""
+        params = params_from_draws(self._draws(0, n, n_split, generator, device), height, width, self.config)
+        return params[:n], params[n:]
 
     def chunk_views(self, images: Tensor, n_split: int, generator: torch.Generator | None = None):
         """``(ã1(x), ã2(x))`` with one augmentation pair per chunk (see :meth:`chunk_params`);
         without the crop when ``config.equiv_crop`` is false. The blur is torchvision's
         (the release blurs its equivariance views with ``transforms.GaussianBlur``)."""
         n, _, height, width = images.shape
-        p1, p2 = self.chunk_params(n, height, width, n_split, generator, images.device)
-        return self._apply_together([images, images], [p1, p2], **self._equiv_kwargs())
+        params = params_from_draws(self._draws(0, n, n_split, generator, images.device), height, width, self.config)
+        return self._apply_together([images, images], params, **self._equiv_kwargs())
 
     def step_views(self, images: Tensor, generator: torch.Generator | None = None, *, n_split: int | None = None,
                    equiv_images: Tensor | None = None) -> list[Tensor]:
         """The views of one training step: two invariance views of ``images`` and, with
-        ``n_split``, the two equivariance views of ``equiv_images`` (default: ``images``).
+        ``n_split``, the two equivariance views of ``equiv_images`` (default: ``images``),
+        distributed as ``views``, ``views``, ``chunk_views`` would make them.
 
-        Parameters are drawn in the order of ``views``, ``views``, ``chunk_views``, so the
-        views are those of the three calls, but all of them are applied in ONE batched
-        pass when the two kinds share their settings (crop and blur): on a GPU the
-        augmentation is bound by kernel launches, not arithmetic, so one pass over 4n
-        images costs about what one over n does."""
+        All parameters come from ONE RNG call (:meth:`_draws`) and are applied in ONE
+        batched pass when the two kinds share their settings (crop and blur) and image
+        shape: on a GPU the augmentation is bound by kernel launches, not arithmetic, so
+        one pass over 4n images costs about what one over n does."""
         n, _, height, width = images.shape
-        invariant = [sample_params(n, height, width, self.config, generator, images.device) for _ in range(2)]
         if n_split is None:
-            return list(self._apply_together([images, images], invariant, crop=True))
+            params = sample_params(2 * n, height, width, self.config, generator, images.device)
+            return list(self._apply_together([images, images], params, crop=True))
         eq = images if equiv_images is None else equiv_images
-        equivariant = list(self.chunk_params(eq.shape[0], eq.shape[2], eq.shape[3], n_split, generator, eq.device))
+        draws = self._draws(2 * n, eq.shape[0], n_split, generator, images.device)
         inv_kw, eq_kw = {"crop": True, "blur_impl": self.config.blur_impl}, self._equiv_kwargs()
         if inv_kw == eq_kw and eq.shape[1:] == images.shape[1:]:
-            return list(self._apply_together([images, images, eq, eq], invariant + equivariant, **inv_kw))
+            params = params_from_draws(draws, height, width, self.config)
+            return list(self._apply_together([images, images, eq, eq], params, **inv_kw))
+        invariant = params_from_draws(draws[:2 * n], height, width, self.config)
+        equivariant = params_from_draws(draws[2 * n:], eq.shape[2], eq.shape[3], self.config)
         return [*self._apply_together([images, images], invariant, **inv_kw),
                 *self._apply_together([eq, eq], equivariant, **eq_kw)]
 
     def _equiv_kwargs(self) -> dict:
         return {"crop": self.config.equiv_crop, "blur_impl": "torchvision"}
 
-    def _apply_together(self, images: list[Tensor], params: list[AugmentParams], **kwargs) -> tuple[Tensor, ...]:
-        """``apply_params`` of each (images, params) pair, computed as one batched pass."""
-        out = self._apply(torch.cat(images), AugmentParams.cat(params), self.config, **kwargs)
+    def _apply_together(self, images: list[Tensor], params: AugmentParams, **kwargs) -> tuple[Tensor, ...]:
+        """``apply_params`` of the images stacked in order (``params``: one row per stacked
+        image), computed as one batched pass, split back per element of ``images``."""
+        out = self._apply(torch.cat(images), params, self.config, **kwargs)
         return out.split([x.shape[0] for x in images])
 
     def eval_view(self, images: Tensor) -> Tensor:

@@ -15,8 +15,8 @@ reflect-101 borders (gfedcb|abcdefgh|gfedcba: torch's ``reflect`` pad, cv2's def
   a uint8 level. Every intermediate is an integer below 2²⁴, so float32 holds it exactly
   (tests: bit-exact against cv2).
 
-The taps are summed as shifted multiply-adds (no convolution kernels, so no TF32 or
-autocast on a GPU) and the result is float in [0, 1].
+The taps are summed as multiply-adds of shifted views (no convolution kernels, so no
+TF32 or autocast on a GPU) and the result is float in [0, 1].
 """
 
 from __future__ import annotations
@@ -25,14 +25,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vision_benchmarks.constants import cached_tensor
+
 BLUR_IMPLS = ("torchvision", "cv2")
 
 
 def gaussian_kernels(sigma: Tensor, kernel_size: int) -> Tensor:
     """``(n, k)`` normalised 1-D Gaussians exp(−x²/2σ²), x = −(k−1)/2 … (k−1)/2."""
     half = (kernel_size - 1) / 2
-    xs = torch.linspace(-half, half, kernel_size, device=sigma.device, dtype=torch.float32)
-    return torch.softmax(-0.5 * (xs[None, :] / sigma.float()[:, None]) ** 2, dim=1)
+    xs = cached_tensor(("gaussian_offsets", kernel_size), sigma.device,
+                       lambda dev: torch.linspace(-half, half, kernel_size, device=dev, dtype=torch.float32))
+    sigma = sigma if sigma.dtype == torch.float32 else sigma.float()
+    return torch.softmax(-0.5 * (xs / sigma.unsqueeze(1)) ** 2, dim=1)
 
 
 def cv2_kernels(sigma: Tensor, kernel_size: int) -> Tensor:
@@ -57,15 +61,16 @@ def cv2_kernels(sigma: Tensor, kernel_size: int) -> Tensor:
 
 
 def _separable(x: Tensor, weights: Tensor) -> Tensor:
-    """Rows then columns filtered by the per-image taps ``weights`` (n, k), reflect-101."""
-    k = weights.shape[1]
+    """Columns then rows filtered by the per-image taps ``weights`` (n, k), reflect-101:
+    y[.., i, :] = Σ_j w_j·x_pad[.., i + j, :]. Each pass takes the k shifted windows of
+    axis 2 as one ``unfold`` view (n, C, k, B, A) and sums them over k, which leaves the
+    filtered axis last: (n, C, H, W) → (n, C, W, H) → (n, C, H, W)."""
+    n, k = weights.shape
     pad = k // 2
-    height, width = x.shape[-2:]
-    w = weights.to(x.dtype)[:, :, None, None, None]  # (n, k, 1, 1, 1)
-    xp = F.pad(x, (pad, pad, 0, 0), mode="reflect")
-    y = sum(w[:, j] * xp[..., j:j + width] for j in range(k))
-    yp = F.pad(y, (0, 0, pad, pad), mode="reflect")
-    return sum(w[:, j] * yp[..., j:j + height, :] for j in range(k))
+    w = (weights if weights.dtype == x.dtype else weights.to(x.dtype)).view(n, 1, k, 1, 1)
+    for _ in range(2):
+        x = (F.pad(x, (0, 0, pad, pad), mode="reflect").unfold(2, x.shape[2], 1) * w).sum(dim=2)
+    return x
 
 
 def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int, mask: Tensor | None = None,
@@ -75,7 +80,7 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int, mask: Tensor | Non
     if impl not in BLUR_IMPLS:
         raise ValueError(f"blur impl must be one of {BLUR_IMPLS}, got {impl!r}")
     with torch.autocast(x.device.type, enabled=False):
-        x = x.float()
+        x = x if x.dtype == torch.float32 else x.float()
         if impl == "torchvision":
             y = _separable(x, gaussian_kernels(sigma, kernel_size))
         else:

@@ -277,8 +277,11 @@ def test_unknown_equivariance_view_mode_is_rejected():
 @pytest.mark.parametrize("settings", [{}, {"blur_impl": "cv2"}, {"equiv_crop": False}])
 @pytest.mark.parametrize("equiv_views", ["per-chunk", "release"])
 def test_step_views_in_one_pass_equal_the_separate_calls(settings, equiv_views):
-    # step_views draws its parameters as views, views, chunk_views do and applies them in
-    # one batched pass (or two when the settings of the two kinds differ): same views
+    # step_views draws the rows of views, views, chunk_views in that order in ONE
+    # torch.rand call and applies them in one batched pass (or two when the settings of
+    # the two kinds differ). A CPU generator fills a tensor serially, so one call of
+    # 2n + 2·sets rows equals the three calls here (a CUDA generator need not: the
+    # properties that matter on any device are tested below).
     aug = A.BatchAugment(A.AugmentConfig(**settings), equiv_views=equiv_views)
     x = torch.randint(0, 256, (16, 3, 20, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(5)
@@ -292,6 +295,70 @@ def test_step_views_in_one_pass_equal_the_separate_calls(settings, equiv_views):
     simclr = aug.step_views(x, g)
     assert len(simclr) == 2
     torch.testing.assert_close(simclr[0], separate[0], rtol=0, atol=1e-5)
+
+
+def _count_passes(aug, monkeypatch):
+    calls = []
+
+    def counting(images, params, config, **kwargs):
+        calls.append(images.shape[0])
+        return A.apply_params(images, params, config, **kwargs)
+
+    monkeypatch.setattr(aug, "_apply", counting)
+    return calls
+
+
+def test_step_views_same_seed_same_views_in_one_rng_call_and_one_pass(monkeypatch):
+    aug = A.BatchAugment(A.AugmentConfig(size=16))
+    x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    passes = _count_passes(aug, monkeypatch)
+    first = aug.step_views(x, torch.Generator().manual_seed(4), n_split=4)
+    assert passes == [64]  # 2 invariance + 2 equivariance views of 16 images, one pass
+    again = aug.step_views(x, torch.Generator().manual_seed(4), n_split=4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    other = aug.step_views(x, torch.Generator().manual_seed(5), n_split=4)
+    assert not torch.equal(first[0], other[0])
+    with torch.profiler.profile() as prof:
+        aug.step_views(x, torch.Generator().manual_seed(4), n_split=4)
+    assert sum(e.name == "aten::rand" for e in prof.events()) == 1  # every parameter from one RNG call
+
+
+@pytest.mark.parametrize("equiv_views", ["per-chunk", "release"])
+def test_step_views_share_one_set_per_chunk_and_keep_the_views_independent(equiv_views):
+    aug = A.BatchAugment(A.AugmentConfig(size=16), equiv_views=equiv_views)
+    base = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    x = base.expand(16, -1, -1, -1).contiguous()  # identical images: equal views iff equal parameters
+    v1, v2, e1, e2 = aug.step_views(x, torch.Generator().manual_seed(2), n_split=4)
+    for e in (e1, e2):
+        for chunk in range(4):
+            assert all(torch.equal(e[4 * chunk], e[4 * chunk + r]) for r in range(4))
+        chunks_equal = [torch.equal(e[0], e[4 * c]) for c in range(1, 4)]
+        assert all(chunks_equal) if equiv_views == "release" else not any(chunks_equal)
+    assert not torch.equal(e1[0], e2[0])  # the pair differs
+    for v in (v1, v2):  # invariance views: a set per image
+        assert sum(torch.equal(v[0], v[i]) for i in range(1, 16)) <= 1
+    assert not any(torch.equal(v1[i], v2[i]) for i in range(16))  # the two views are independent
+
+
+def test_equal_draws_give_equal_parameter_sets():
+    u = A.uniform_draws(3, torch.Generator().manual_seed(0))
+    p = A.params_from_draws(u[torch.tensor([0, 1, 1, 2, 0])], 24, 20, A.AugmentConfig())
+    assert _same(p, 0, 4) and _same(p, 1, 2) and not _same(p, 0, 1) and not _same(p, 2, 3)
+    assert A.shared_rows(3, 2, 2, "cpu").tolist() == [0, 1, 2, 3, 3, 4, 4, 5, 5, 6, 6]
+
+
+def test_sync_free_step_dispatches_few_tensor_ops(monkeypatch):
+    """On a GPU the augmentation is bound by ~10 µs of host time per dispatched op: all
+    four views of a CARE step take ~220 top-level ops on the CUDA (sync-free) path."""
+    aug = A.BatchAugment(A.AugmentConfig())
+    monkeypatch.setattr(aug, "_apply", lambda *a, **k: A.apply_params(*a, sync_free=True, **k))
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    aug.step_views(x, g, n_split=4)
+    with torch.profiler.profile() as prof:
+        aug.step_views(x, g, n_split=4)
+    ops = sum(e.cpu_parent is None and e.name.startswith("aten::") for e in prof.events())
+    assert ops < 300, ops
 
 
 def test_compiled_augmentation_gives_the_same_views(monkeypatch):
