@@ -10,6 +10,7 @@ Both wrap their model with :func:`wrap_ddp`. What each trainer does with its ran
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -55,7 +56,13 @@ def setup(device_name: str = "auto") -> DistContext:
 
 
 def teardown(ctx: DistContext) -> None:
+    """Leave the process group :func:`setup` joined. On a clean exit (no exception in
+    flight) the ranks first meet at a barrier: a rank that destroys its group and exits
+    while another is still finishing (rank 0 writes the run's files last) can abort that
+    rank's own teardown (seen once as SIGABRT with gloo)."""
     if ctx.owner and dist.is_initialized():
+        if sys.exc_info()[0] is None:
+            barrier(ctx)
         dist.destroy_process_group()
 
 

@@ -65,3 +65,22 @@ def test_two_gloo_ranks_keep_identical_parameters_on_disjoint_shards(tmp_path):
     start = initial_encoder(run.config).state_dict()
     assert any(not torch.equal(v, start[k]) for k, v in r0["state"].items() if v.is_floating_point())
     assert all(torch.equal(v, run.encoder.state_dict()[k]) for k, v in r0["state"].items())
+
+
+def test_teardown_meets_the_other_ranks_only_on_a_clean_exit(monkeypatch):
+    import protein_care.distributed as pd
+
+    calls = []
+    monkeypatch.setattr(pd.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(pd.dist, "barrier", lambda *a, **k: calls.append("barrier"))
+    monkeypatch.setattr(pd.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    ctx = pd.DistContext(rank=0, world_size=2, device=torch.device("cpu"), owner=True)
+    pd.teardown(ctx)
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        try:
+            raise RuntimeError("a rank failed")
+        finally:  # another rank may never reach a barrier: do not wait for it
+            pd.teardown(ctx)
+    assert calls == ["destroy"]
