@@ -37,6 +37,7 @@ CANDIDATES: list[tuple[str, dict]] = [
     ("CARE points λ=3", {"loss": "care", "lam": 3.0, "inv_augment": "points"}),
     ("CARE points λ=10", {"loss": "care", "lam": 10.0, "inv_augment": "points"}),
     ("CARE points λ=30", {"loss": "care", "lam": 30.0, "inv_augment": "points"}),
+    ("CARE points λ=100", {"loss": "care", "lam": 100.0, "inv_augment": "points"}),
     ("CARE split λ=1", {"loss": "care", "lam": 1.0, "embedding": "split"}),
     ("CARE split λ=10", {"loss": "care", "lam": 10.0, "embedding": "split"}),
 ]
