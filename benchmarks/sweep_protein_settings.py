@@ -38,6 +38,8 @@ CANDIDATES: list[tuple[str, dict]] = [
     ("CARE points λ=10", {"loss": "care", "lam": 10.0, "inv_augment": "points"}),
     ("CARE points λ=30", {"loss": "care", "lam": 30.0, "inv_augment": "points"}),
     ("CARE points λ=100", {"loss": "care", "lam": 100.0, "inv_augment": "points"}),
+    ("CARE points λ=300", {"loss": "care", "lam": 300.0, "inv_augment": "points"}),
+    ("CARE points λ=1000", {"loss": "care", "lam": 1000.0, "inv_augment": "points"}),
     ("CARE split λ=1", {"loss": "care", "lam": 1.0, "embedding": "split"}),
     ("CARE split λ=10", {"loss": "care", "lam": 10.0, "embedding": "split"}),
 ]
