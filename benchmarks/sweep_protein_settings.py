@@ -2,10 +2,10 @@
 trained at several step counts, each scored as the demo scores it.
 
     uv run python benchmarks/sweep_protein_settings.py --store STORE [--steps 200 2000]
-        [--device auto] [--only NAME ...] [--set KEY=VALUE ...] [--out sweep.json]
+        [--device auto] [--seed 0] [--only NAME ...] [--set KEY=VALUE ...] [--out sweep.json]
 
 Every candidate is the demo's shared settings (:data:`protein_care.demo.SHARED_SETTINGS`,
-seed 0) plus its own overrides, trained for each step count and evaluated on the test
+seed 0 unless ``--seed``) plus its own overrides, trained for each step count and evaluated on the test
 split with the demo's evaluation (:func:`protein_care.demo.collect_run`, no progress
 snapshots). The table gives, per candidate and step count: the linear/MLP PC1 probe
 errors, ``wahba_relative_mean``, rotation retrieval, the trajectories' speed CV, and
@@ -60,6 +60,7 @@ def main(argv=None) -> int:
     parser.add_argument("--store", required=True, help="point-cloud store (e.g. the demo's DIR/store)")
     parser.add_argument("--steps", type=int, nargs="+", default=[200, 2000])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of every run (the demo's is 0)")
     parser.add_argument("--only", nargs="+", default=None, help="candidate names to run (SimCLR always runs)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override shared settings, e.g. --set hidden=64 train_points=128 (numbers parsed as JSON)")
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
             entries = []
             for name, settings in chosen:
                 run_dir = _train(name, {**shared, **settings}, Path(args.store), runs_root / f"steps{steps}",
-                                 steps=steps, seed=0, device=device, batch_size=batch_size, log=lambda *_: None)
+                                 steps=steps, seed=args.seed, device=device, batch_size=batch_size, log=lambda *_: None)
                 entry = collect_run(run_dir, store, name=name, trajectory_ids=ids, out_dir=runs_root / "out",
                                     device=device, progress_checkpoints=False, log=lambda *_: None)
                 entries.append(entry)
@@ -110,14 +111,15 @@ def main(argv=None) -> int:
                              "claims": claim_flags(claims, "CARE") if label else "ref"})
                 print(json.dumps(rows[-1]), flush=True)
     header = f"{'setting':<20} {'steps':>5} {'PC1 lin':>7} {'PC1 mlp':>7} {'W rel':>6} {'retr':>5} {'CV':>5} {'claims':>6}"
-    lines = [f"device {device}; store {args.store}; batch {batch_size}; settings {args.set or 'demo'}; {time.perf_counter() - started:.0f} s", "",
+    lines = [f"device {device}; store {args.store}; batch {batch_size}; seed {args.seed}; settings {args.set or 'demo'}; "
+             f"{time.perf_counter() - started:.0f} s", "",
              header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r['name']:<20} {r['steps']:>5} {r['pc1_linear']:>7.1f} {r['pc1_mlp']:>7.1f} "
                      f"{r['wahba_relative']:>6.3f} {r['retrieval']:>5.2f} {r['speed_cv']:>5.2f} {r['claims']:>6}")
     print("\n".join(lines))
     if args.out:
-        args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "device": device, "settings": shared,
+        args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "device": device, "seed": args.seed, "settings": shared,
                                         "rows": rows}, indent=1))
     return 0
 
