@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from protein_care.device_constants import cached_tensor
+
 _AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
 
 
@@ -39,20 +41,16 @@ def _quaternion_product_map() -> list[list[float]]:
     return table
 
 
-_PRODUCT_MAP: dict = {}
-
-
 def _quaternion_to_matrix(q: Tensor) -> Tensor:
     """Quaternions ``(n, 4)`` as (w, x, y, z) → rotation matrices ``(n, 3, 3)``.
 
     ``R = vec⁻¹(vec(q qᵀ) C) / ‖q‖²``: homogeneous, so q need not be normalised, and a
     handful of tensor ops whatever n (on a GPU the op count, not the arithmetic, is
     what a small batch of rotations costs)."""
-    key = (q.device, q.dtype)
-    if key not in _PRODUCT_MAP:
-        _PRODUCT_MAP[key] = torch.tensor(_quaternion_product_map(), device=q.device, dtype=q.dtype)
+    product_map = cached_tensor(("quaternion_product_map", q.dtype), q.device,
+                                lambda device: torch.tensor(_quaternion_product_map(), device=device, dtype=q.dtype))
     outer = (q[:, :, None] * q[:, None, :]).reshape(-1, 16)
-    return (outer @ _PRODUCT_MAP[key]).div_(outer[:, ::5].sum(1, keepdim=True)).reshape(-1, 3, 3)
+    return (outer @ product_map).div_(outer[:, ::5].sum(1, keepdim=True)).reshape(-1, 3, 3)
 
 
 def random_rotations(

@@ -40,7 +40,7 @@ from vision_benchmarks.color import (  # noqa: F401  (re-exported)
     _JITTER_OPS, GRAY_WEIGHTS, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, color_jitter,
     grayscale, random_grayscale,
 )
-from vision_benchmarks.constants import cached_tensor, constant
+from protein_care.device_constants import cached_tensor, constant
 
 EQUIV_VIEW_MODES = ("per-chunk", "release")
 
@@ -109,11 +109,6 @@ class AugmentParams:
 
     def __getitem__(self, index) -> "AugmentParams":
         return self._map(lambda t: t[index])
-
-    @staticmethod
-    def cat(parts: "list[AugmentParams]") -> "AugmentParams":
-        """The rows of ``parts`` stacked in order."""
-        return AugmentParams(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(AugmentParams)})
 
 
 # --------------------------------------------------------------------------- sampling

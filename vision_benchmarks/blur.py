@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vision_benchmarks.constants import cached_tensor
+from protein_care.device_constants import cached_tensor
 
 BLUR_IMPLS = ("torchvision", "cv2")
 

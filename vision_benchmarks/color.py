@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vision_benchmarks.constants import constant
+from protein_care.device_constants import constant
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
 HUE_CHANNEL_OFFSETS = (5.0, 3.0, 1.0)  # n of the closed-form HSV → RGB, for R, G, B

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from protein_care.augment import View, center_and_scale, random_subsets, small_rotations
+from protein_care.device_constants import cached_tensor
 from protein_care.geometry import random_rotations
 
 VIEW_KINDS = ("rotation", "small-rotation", "points", "chunk")
@@ -125,8 +126,7 @@ def _draw_rotations(kinds, b, n_split, max_angle, generator, like: Tensor) -> Te
     All Haar rotations of the step (B per ``rotation`` view, n_split per ``chunk`` view)
     come from one draw; one cached index spreads them over the (view, cloud) pairs."""
     device, dtype = like.device, like.dtype
-    n_haar = b * kinds.count("rotation") + n_split * kinds.count("chunk")
-    n_small = b * kinds.count("small-rotation")
+    n_haar, n_small = _table_sizes(kinds, b, n_split)
     table = [random_rotations(n_haar, generator=generator, device=device, dtype=dtype)]
     if n_small:
         table.append(small_rotations(n_small, max_angle, generator=generator, device=device, dtype=dtype))
@@ -136,16 +136,18 @@ def _draw_rotations(kinds, b, n_split, max_angle, generator, like: Tensor) -> Te
     return table[_rotation_index(tuple(kinds), b, n_split, device)]
 
 
-_INDEX_CACHE: dict = {}
+def _table_sizes(kinds, b: int, n_split: int) -> tuple[int, int]:
+    """Rows of Haar rotations (B per ``rotation`` view, n_split per ``chunk`` view) and of
+    small rotations (B per ``small-rotation`` view) a step draws."""
+    return b * kinds.count("rotation") + n_split * kinds.count("chunk"), b * kinds.count("small-rotation")
 
 
 def _rotation_index(kinds: tuple, b: int, n_split: int, device) -> Tensor:
     """Row of the rotation table (Haar draws, then small rotations, then the identity)
     for each (view, cloud); built once per layout and device."""
-    key = (kinds, b, n_split, str(device))
-    if key not in _INDEX_CACHE:
-        n_haar = b * kinds.count("rotation") + n_split * kinds.count("chunk")
-        n_small = b * kinds.count("small-rotation")
+
+    def build(dev) -> Tensor:
+        n_haar, n_small = _table_sizes(kinds, b, n_split)
         identity, haar, small, rows = n_haar + n_small, 0, n_haar, []
         per_chunk = b // n_split if "chunk" in kinds else 1
         for kind in kinds:
@@ -160,10 +162,9 @@ def _rotation_index(kinds: tuple, b: int, n_split: int, device) -> Tensor:
                 small += b
             else:
                 rows += [identity] * b
-        if len(_INDEX_CACHE) > 64:
-            _INDEX_CACHE.clear()
-        _INDEX_CACHE[key] = torch.tensor(rows, dtype=torch.long, device=device)
-    return _INDEX_CACHE[key]
+        return torch.tensor(rows, dtype=torch.long, device=dev)
+
+    return cached_tensor(("rotation_index", kinds, b, n_split), device, build)
 
 
 def _copies(batch: Tensor, b: int, count: int) -> Tensor:

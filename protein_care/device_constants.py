@@ -1,8 +1,10 @@
 """Small constant tensors made once per device instead of once per call.
 
 On a GPU ``torch.tensor(values, device="cuda")`` is a host→device copy, which also waits
-for the stream; the augmentation needs a few such constants (weights, offsets, bounds,
-row indices) in every pass, so they are built once per (key, device) and reused. Under
+for the stream; the hot paths need a few such constants in every step (the quaternion →
+matrix map of :mod:`protein_care.geometry`, the trainer's rotation index, the vision
+augmentation's weights, offsets, bounds and row indices), so they are built once per
+(key, device) and reused. Under
 ``torch.compile`` they are built inside the traced graph instead (a constant there).
 """
 
