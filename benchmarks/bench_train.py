@@ -71,8 +71,7 @@ def view_by_view(trainer: Trainer, indices: torch.Tensor, step: int):
     """Reference data path: the same views made one at a time with the per-view
     functions of :mod:`protein_care.augment`, then concatenated."""
     cfg = trainer.config
-    pos, x, batch = trainer.data.gather(indices)
-    x = x if cfg["use_residue_features"] else None
+    pos, x, batch = trainer.data.gather(indices, features=cfg["use_residue_features"])
     b = indices.numel()
     g = step_generator(trainer.device, cfg["seed"], 0, step)
     if cfg["train_points"]:
@@ -131,6 +130,25 @@ def pyg_collate_ms(store: Path, batch: torch.Tensor, repeats: int = 3) -> float:
     return statistics.median(times) * 1e3
 
 
+def print_profile(trainer: Trainer, batches: torch.Tensor, title: str, steps: int = 10, top: int = 12) -> None:
+    """torch.profiler's table of the data path (``make_views``) over ``steps`` steps:
+    the ops with the most host time and, on a GPU, the kernels with the most device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = trainer.device
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sync(device)
+    with profile(activities=activities) as prof:
+        for k in range(steps):
+            trainer.make_views(batches[k % len(batches)], k)
+        sync(device)
+    events = prof.key_averages()
+    print(f"\n# data path profile: {title}, {steps} steps")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=48))
+    if device.type == "cuda":
+        print(events.table(sort_by="self_cuda_time_total", row_limit=top, max_name_column_width=48))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto: the CPU, and CUDA too when available; or cpu / cuda")
@@ -139,6 +157,8 @@ def main(argv=None) -> int:
     parser.add_argument("--synthetic", action="store_true", help="synthetic clouds instead of BM5-clean")
     parser.add_argument("--store", type=Path, default=None, help="time on this existing store instead of building one")
     parser.add_argument("--write", type=Path, default=None, help="also write the table (Markdown) to this file")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print torch.profiler's top ops (host and device time) of the data path per batch size")
     args = parser.parse_args(argv)
 
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -163,6 +183,8 @@ def main(argv=None) -> int:
                 data_ms, step_ms, ref_ms = (statistics.median(times[key]) * 1e3 for key in ("data", "step", "reference"))
                 ops = count_ops(lambda: trainer.make_views(batches[0], 0))
                 ref_ops = count_ops(lambda: view_by_view(trainer, batches[0], 0))
+                if args.profile:
+                    print_profile(trainer, batches, f"{name}, batch {b}")
                 rows.append((name, b, b / (step_ms / 1e3), step_ms, data_ms, 100 * data_ms / step_ms, ops, ref_ms, ref_ops,
                              pyg_collate_ms(store, batches[0])))
                 del trainer

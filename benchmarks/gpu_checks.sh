@@ -38,8 +38,9 @@ bench)
     $PY -c "import torch, torchvision, torch_geometric as g; print(torch.__version__, torchvision.__version__, g.__version__, torch.cuda.get_device_name())"
     part bench_train 100 $PY benchmarks/bench_train.py --device cuda --store "$STORE" --batch-sizes 64 256 1024 \
         --write "$OUT/bench_train_cuda.md"
-    part bench_vision_step 280 $PY benchmarks/bench_vision_step.py --steps 15 --estimate-steps 8 \
-        --out "$OUT/bench_vision_step.json"
+    # VISION_ARGS: extra options, e.g. --no-estimates to skip the Table 1 wall-clock estimates
+    part bench_vision_step "${VISION_LIMIT:-280}" $PY benchmarks/bench_vision_step.py --steps 15 --estimate-steps 8 \
+        --out "$OUT/bench_vision_step.json" ${VISION_ARGS:-}
     # Two 2-epoch digits runs on CUDA, compiled and eager, same seed: the 2026-11-25 eager run's
     # final kNN equalled the random init's (78.61 %); the loss columns show whether it trained.
     # (It was launched as "torchrun --nproc_per_node 1 ... run.sync_bn=true", but one process is

@@ -72,8 +72,16 @@ def rotate_per_cloud(pos: Tensor, batch: Tensor, rotations: Tensor) -> Tensor:
     clouds first to rotate each about its centroid."""
     if rotations.ndim != 3 or rotations.shape[1:] != (3, 3):
         raise ValueError(f"rotations must be (B, 3, 3), got {tuple(rotations.shape)}")
-    r = rotations.to(device=pos.device, dtype=pos.dtype)[batch]  # (N, 3, 3)
-    return torch.einsum("nij,nj->ni", r, pos)
+    return rotate_points(rotations.to(device=pos.device, dtype=pos.dtype)[batch], pos)
+
+
+def rotate_points(rotations: Tensor, pos: Tensor) -> Tensor:
+    """``p'_n = R_n p_n`` for one rotation per point, ``(N, 3, 3)`` and ``(N, 3)``.
+
+    An elementwise product and a sum over j, not ``einsum``/``bmm``: as a batched
+    matrix product of N 3×3 blocks, cuBLAS took 1.6 ms for N = 1.2 M on an H200 and
+    the product + sum 0.13 ms (``benchmarks/bench_train.py --profile``)."""
+    return (rotations * pos[:, None, :]).sum(-1)
 
 
 def chunk_of_cloud(num_graphs: int, n_split: int, device=None) -> Tensor:

@@ -140,10 +140,11 @@ class PackedClouds:
     def to(self, device) -> PackedClouds:
         return PackedClouds(self.coords.to(device), self.features.to(device), self.offsets.to(device), self.ids)
 
-    def gather(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def gather(self, indices: Tensor, features: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
         """``(pos (M, 3), x (M,), batch (M,))`` for the clouds ``indices`` (B,), in that
-        order, on the packed tensors' device. The sizes are read from a host copy of the
-        offsets, so on a GPU the gather needs no device-to-host synchronisation."""
+        order, on the packed tensors' device (``x`` None when ``features`` is False: one
+        gather fewer). The sizes are read from a host copy of the offsets, so on a GPU the
+        gather needs no device-to-host synchronisation."""
         host = self._offsets_host()
         idx = indices.cpu().numpy()
         starts = host[idx]
@@ -156,7 +157,7 @@ class PackedClouds:
         sizes_shift = torch.from_numpy(np.stack([sizes, shift])).to(device, non_blocking=True)
         batch = torch.repeat_interleave(torch.arange(len(idx), device=device), sizes_shift[0], output_size=total)  # (M,)
         point = sizes_shift[1][batch].add_(torch.arange(total, device=device))  # (M,) rows of coords
-        return self.coords[point], self.features[point], batch
+        return self.coords[point], (self.features[point] if features else None), batch
 
     def _offsets_host(self) -> np.ndarray:
         if getattr(self, "_host", None) is None:

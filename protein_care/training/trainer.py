@@ -106,8 +106,7 @@ class Trainer:
         """Data loading and augmentation for one step (everything before the forward):
         the step's views (:attr:`view_kinds`) stacked into one batch."""
         cfg = self.config
-        pos, x, batch = self.data.gather(indices)
-        x = x if cfg["use_residue_features"] else None
+        pos, x, batch = self.data.gather(indices, features=cfg["use_residue_features"])
         b = indices.numel()
         g = step_generator(self.device, cfg["seed"], self.ctx.rank, step)
         if cfg["train_points"]:  # one random subset per cloud, shared by all its views

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from protein_care.augment import View, center_and_scale, random_subsets, small_rotations
+from protein_care.augment import View, center_and_scale, random_subsets, rotate_points, small_rotations
 from protein_care.device_constants import cached_tensor
 from protein_care.geometry import random_rotations
 
@@ -181,7 +181,7 @@ def _rotated_views(centred, x, batch, b, rotations):
     count = rotations.shape[0] // b
     copies = _copies(batch, b, count)
     pos = centred.repeat(count, 1) if count > 1 else centred
-    rotated = torch.einsum("nij,nj->ni", rotations[copies], pos)
+    rotated = rotate_points(rotations[copies], pos)
     return rotated, (x.repeat(count) if x is not None and count > 1 else x), copies
 
 

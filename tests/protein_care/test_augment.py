@@ -18,6 +18,7 @@ from protein_care.augment import (
     random_subsets,
     rotate_per_chunk,
     rotate_per_cloud,
+    rotate_points,
     small_rotations,
 )
 from protein_care.geometry import random_rotations, solve_wahba
@@ -81,6 +82,17 @@ def test_rotate_per_cloud_applies_each_clouds_matrix_and_preserves_distances():
         torch.testing.assert_close(pairwise(out[m]), pairwise(centred[m]))
     # about the centroid: the centred clouds' centroids stay at the origin
     torch.testing.assert_close(centroids(out, batch, b), torch.zeros(b, 3, dtype=pos.dtype), atol=1e-12, rtol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 50), seed=st.integers(0, 2**31 - 1))
+def test_rotate_points_is_the_matrix_product_point_by_point(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    rot = torch.randn(n, 3, 3, generator=g, dtype=torch.float64)  # any matrices, not only rotations
+    pos = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    out = rotate_points(rot, pos)
+    assert out.shape == (n, 3)
+    torch.testing.assert_close(out, (rot @ pos[:, :, None])[..., 0], rtol=1e-12, atol=1e-12)
 
 
 def test_rotate_per_chunk_shares_one_rotation_within_a_chunk_and_differs_between_chunks():

@@ -50,6 +50,8 @@ def test_packed_gather_equals_concatenating_the_clouds(store):
     assert torch.equal(pos, torch.cat([torch.as_tensor(store[i]) for i in idx.tolist()]))
     assert torch.equal(x, torch.cat([torch.as_tensor(store.features(i)).long() for i in idx.tolist()]))
     assert torch.equal(batch, torch.repeat_interleave(torch.arange(4), torch.tensor([len(store[i]) for i in idx.tolist()])))
+    pos2, x2, batch2 = packed.gather(idx, features=False)  # the trainer's call without residue features
+    assert x2 is None and torch.equal(pos2, pos) and torch.equal(batch2, batch)
 
 
 def test_packed_from_store_arrays_equals_reading_cloud_by_cloud(store):
