@@ -10,7 +10,7 @@ split with the demo's evaluation (:func:`protein_care.demo.collect_run`, no prog
 snapshots). The table gives, per candidate and step count: the linear/MLP PC1 probe
 errors, ``wahba_relative_mean``, rotation retrieval, the trajectories' speed CV, and
 which of the demo's four claims hold against SimCLR at the same step count
-(:func:`protein_care.demo.assess_claims`: P = PC1, W = Wahba, L = loops, R = retrieval).
+(:func:`protein_care.claims.assess_claims`: P = PC1, W = Wahba, L = loops, R = retrieval).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protein_care.demo import SHARED_SETTINGS, _train, assess_claims, collect_run, fit_batch_size  # noqa: E402
+from protein_care.claims import assess_claims  # noqa: E402
+from protein_care.demo import SHARED_SETTINGS, _train, collect_run, fit_batch_size  # noqa: E402
 from protein_care.options import DEFAULTS  # noqa: E402
 
 #: (name, overrides of SHARED_SETTINGS). "SimCLR" is the reference of every claim.

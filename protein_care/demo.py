@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from protein_care.claims import assess_claims, assess_stability
 from protein_care.runs import read_metrics
 
 #: Settings shared by every run of the demo (one encoder, one seed, one schedule).
@@ -168,46 +169,6 @@ def collect_run(run_dir, store, *, name: str, trajectory_ids, out_dir: Path, ste
         "steps": int(final.get("checkpoint_step") or 0), "train_seconds": config.get("_train_seconds"),
         "metrics": metrics, "baseline": final.get("baseline"), "progress": progress, "curve": _curve(run_dir),
     }
-
-
-# --------------------------------------------------------------------------- claims
-
-
-def assess_claims(runs: list[dict], baseline: dict | None) -> list[dict]:
-    """The paper's protein claims, checked on the measured numbers (issue 6 §6)."""
-    by_name = {r["name"]: r["metrics"] for r in runs}
-    claims = []
-    simclr = by_name.get("SimCLR")
-    chance = math.degrees(1.0)
-
-    def add(text, holds, evidence):
-        claims.append({"claim": text, "holds": bool(holds), "evidence": evidence})
-
-    for label in ("CARE", "CARE points", "CARE split"):
-        model = by_name.get(label)
-        if model is None or simclr is None:
-            continue
-        a, b = model.get("pc1_angle_deg_mean"), simclr.get("pc1_angle_deg_mean")
-        if a is not None and b is not None:
-            mlp_a, mlp_b = model.get("pc1_mlp_angle_deg_mean"), simclr.get("pc1_mlp_angle_deg_mean")
-            mlp = f"; MLP probe {mlp_a:.1f}° vs {mlp_b:.1f}°" if mlp_a is not None and mlp_b is not None else ""
-            add(f"{label}'s PC1 error is clearly below SimCLR's and far below chance",
-                a <= 0.5 * b and a < chance / 4, f"linear probe {a:.1f}° vs SimCLR {b:.1f}°{mlp}; chance {chance:.1f}° "
-                "(clearly: at most half SimCLR's linear-probe error; far: under a quarter of chance)")
-        a, b = model.get("wahba_relative_mean"), simclr.get("wahba_relative_mean")
-        if a is not None and b is not None:
-            add(f"{label}'s relative Wahba error is below SimCLR's", a < b,
-                f"{a:.3f} vs SimCLR {b:.3f} (raw W_f/√n {model.get('wahba_error_mean'):.4f} vs {simclr.get('wahba_error_mean'):.4f})")
-        a, b = model.get("loop_speed_cv_mean"), simclr.get("loop_speed_cv_mean")
-        if a is not None and b is not None:
-            add(f"{label}'s trajectories are regular loops (speed CV below SimCLR's)", a < b,
-                f"speed CV {a:.2f} vs SimCLR {b:.2f} (0 = an orthogonal action)")
-        r, s = model.get("retrieval_top1"), simclr.get("retrieval_top1")
-        base = (baseline or {}).get("retrieval_top1")
-        if r is not None and s is not None and base is not None:
-            add(f"{label} still knows the protein: retrieval close to SimCLR's and far above the random-init baseline",
-                r >= 0.75 * s and r >= 2 * base, f"{r:.3f} vs SimCLR {s:.3f}, random init {base:.3f}")
-    return claims
 
 
 # --------------------------------------------------------------------------- the demo
@@ -362,7 +323,10 @@ def run_demo(out, *, pdb_dir=None, store_dir=None, minutes: float = 10.0, steps:
         "pc1_chance_deg": math.degrees(1.0),
         "retrieval_chance": runs[0]["metrics"].get("retrieval_chance") if runs else None,
         "claims": assess_claims(runs, baseline),
+        "stability": assess_stability(runs),
     }
+    for item in results["stability"]:
+        log(f"  {item['text']}")
     log("[4/4] report")
     write_json_atomic(results, out / RESULTS_NAME)
     path = write_report(out)

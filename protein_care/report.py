@@ -181,6 +181,17 @@ def _claims(claims: list[dict]) -> str:
     return f"<h2>The paper's claims on these structures</h2><ul class='claims'>{items}</ul>"
 
 
+def _stability(items: list[dict]) -> str:
+    """Whether each CARE run kept the rotation during training (``results["stability"]``)."""
+    if not items:
+        return ""
+    rows = "".join(
+        f"<li class='{'ok' if s['kept'] else 'no'}'><b>{'kept' if s['kept'] else 'losing it'}</b>: {html.escape(s['text'])}</li>"
+        for s in items
+    )
+    return f"<h2>Did CARE keep the rotation during training?</h2><ul class='claims'>{rows}</ul>"
+
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1500px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:12px 0}th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}
@@ -216,6 +227,7 @@ def render_report(results: dict, trajectories: dict[str, Trajectories]) -> str:
     parts.append(f"<h1>{html.escape(results.get('title', 'protein-care: CARE vs invariant objectives on PDB structures'))}</h1>")
     parts.append(f"<p class='meta'>{meta_line}</p>")
     parts.append(_claims(results.get("claims", [])))
+    parts.append(_stability(results.get("stability", [])))
     parts.append("<h2>Numbers (held-out split)</h2>" + _table(runs, baseline))
     parts.append(f"<p class='meta'>PC1 chance level: {results.get('pc1_chance_deg', math.degrees(1.0)):.1f}° "
                  f"(a random direction). Retrieval chance: {_fmt(results.get('retrieval_chance'), '{:.3f}')}.</p>")

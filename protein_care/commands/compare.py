@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     import math
 
     from data_pipeline.store import PointCloudStore
-    from protein_care.demo import assess_claims, collect_run
+    from protein_care.claims import assess_claims, assess_stability
+    from protein_care.demo import collect_run
     from protein_care.devices import resolve_device
     from protein_care.report import RESULTS_NAME, write_report
     from protein_care.runs import read_config, write_json_atomic
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         "meta": {"device": device, "store": str(store_path), "test clouds": len(store.split("test")), "seed": args.seed},
         "runs": runs, "baseline": baseline, "trajectory_ids": ids, "pc1_chance_deg": math.degrees(1.0),
         "retrieval_chance": runs[0]["metrics"].get("retrieval_chance"), "claims": assess_claims(runs, baseline),
+        "stability": assess_stability(runs),
     }
     write_json_atomic(results, out / RESULTS_NAME)
     print(f"wrote {out / RESULTS_NAME} and {write_report(out)}")
