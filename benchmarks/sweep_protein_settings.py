@@ -43,6 +43,9 @@ CANDIDATES: list[tuple[str, dict]] = [
     ("CARE points λ=1000", {"loss": "care", "lam": 1000.0, "inv_augment": "points"}),
     ("CARE split λ=1", {"loss": "care", "lam": 1.0, "embedding": "split"}),
     ("CARE split λ=10", {"loss": "care", "lam": 10.0, "embedding": "split"}),
+    # one Haar pose per cloud shared by both invariance views (tried against the drift: no better)
+    ("CARE posed-points λ=30", {"loss": "care", "lam": 30.0, "inv_augment": "posed-points"}),
+    ("CARE split λ=1 posed", {"loss": "care", "lam": 1.0, "embedding": "split", "inv_augment": "posed-points"}),
 ]
 CLAIM_LETTERS = {"PC1": "P", "Wahba": "W", "loops": "L", "knows the protein": "R"}
 

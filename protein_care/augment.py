@@ -13,7 +13,10 @@ rotation of a centred cloud is a rotation about its centroid.
   ``small-rotation``: per cloud, Haar-distributed rotations conditioned on an angle
   ≤ ``max_angle`` degrees (each view; the two views differ by at most twice that);
   ``points``: no rotation; Gaussian jitter of ``jitter`` Å per coordinate and a random
-  subset of ``ceil(keep_fraction · n)`` points per cloud.
+  subset of ``ceil(keep_fraction · n)`` points per cloud;
+  ``posed-points``: ``points`` applied to each cloud in one Haar pose (a rotation about
+  its centroid) that both views share: no rotation between the views, but the clouds
+  are seen in every pose, not only in their file's frame.
 - equivariance views (:func:`equivariance_views`): one Haar rotation per chunk of
   ``B / n_split`` consecutive clouds, shared by the chunk (CARE eq. (3)).
 """
@@ -214,11 +217,16 @@ def invariance_views(
     ``mode``: ``rotation`` (independent Haar rotation per cloud and view),
     ``small-rotation`` (independent rotation per cloud and view with angle ≤
     ``max_angle`` degrees, Haar-conditioned), ``points`` (no rotation: jitter of
-    ``jitter`` Å per coordinate and a subset keeping ``keep_fraction`` of each cloud).
+    ``jitter`` Å per coordinate and a subset keeping ``keep_fraction`` of each cloud),
+    ``posed-points`` (``points`` of the clouds turned about their centroids by one Haar
+    rotation per cloud, the same in both views).
     """
     if mode not in INV_AUGMENTS:
         raise ValueError(f"inv_augment must be one of {INV_AUGMENTS}, got {mode!r}")
-    if mode == "points":
+    if mode in ("points", "posed-points"):
+        if mode == "posed-points":
+            poses = random_rotations(num_graphs, generator=generator, device=pos.device, dtype=pos.dtype)
+            pos = rotate_per_cloud(pos - centroids(pos, batch, num_graphs)[batch], batch, poses)
         return tuple(  # type: ignore[return-value]
             _points_view(pos, x, batch, num_graphs, length_scale, jitter, keep_fraction, generator) for _ in range(2)
         )

@@ -14,7 +14,7 @@ NORMS = ("batch", "none")
 EMBEDDINGS = ("single", "split")
 SPLIT_TRUNKS = ("shared", "separate")
 POINT_FEATURES = ("xyz", "xyz+quadratic")
-INV_AUGMENTS = ("rotation", "small-rotation", "points")
+INV_AUGMENTS = ("rotation", "small-rotation", "points", "posed-points")
 NORMALIZATIONS = ("release", "pair_mean")
 LOSS_NAMES = ("care", "simclr", "inv", "unif", "equi-unif")
 

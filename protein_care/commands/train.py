@@ -62,10 +62,11 @@ def add_parser(subparsers) -> None:
     g.add_argument("--n-split", type=int, default=DEFAULTS["n_split"], help=f"equivariance chunks per batch (must divide --batch-size) {_d('n_split')}")
     g.add_argument("--normalization", default=DEFAULTS["normalization"], choices=NORMALIZATIONS, help=f"of L_equi {_d('normalization')}")
     g.add_argument("--inv-augment", default=None, choices=INV_AUGMENTS,
-                   help="what separates the two invariance views (default: rotation; points for block B of --embedding split)")
+                   help="what separates the two invariance views (default: rotation; points for block B of --embedding split); "
+                        "posed-points: points in one random pose per cloud shared by both views")
     g.add_argument("--max-angle", type=float, default=DEFAULTS["max_angle"], help=f"degrees, for --inv-augment small-rotation {_d('max_angle')}")
-    g.add_argument("--jitter", type=float, default=DEFAULTS["jitter"], help=f"Å per coordinate, for --inv-augment points {_d('jitter')}")
-    g.add_argument("--keep-fraction", type=float, default=DEFAULTS["keep_fraction"], help=f"points kept, for --inv-augment points {_d('keep_fraction')}")
+    g.add_argument("--jitter", type=float, default=DEFAULTS["jitter"], help=f"Å per coordinate, for --inv-augment points/posed-points {_d('jitter')}")
+    g.add_argument("--keep-fraction", type=float, default=DEFAULTS["keep_fraction"], help=f"points kept, for --inv-augment points/posed-points {_d('keep_fraction')}")
     g.add_argument("--train-points", type=int, default=DEFAULTS["train_points"],
                    help=f"at most N random points per cloud in each training step, shared by its views; "
                    f"0: all (evaluation always uses all) {_d('train_points')}")

@@ -3,7 +3,8 @@
 What each view does to each cloud is :mod:`protein_care.augment`'s (tested there function
 by function): ``rotation`` a Haar rotation per cloud, ``small-rotation`` a rotation of
 angle ≤ ``max_angle`` per cloud, ``points`` a random subset and jitter (no rotation),
-``chunk`` one Haar rotation per chunk of B / n_split consecutive clouds (CARE eq. (3)).
+``posed-points`` the same in one Haar pose per cloud shared by every such view of the
+step, ``chunk`` one Haar rotation per chunk of B / n_split consecutive clouds (CARE eq. (3)).
 The trainer's step needs V of them (2, 4 or 6) stacked into one batch of V·B clouds for
 its single forward pass (view k holds clouds k·B … k·B + B − 1).
 
@@ -26,11 +27,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from protein_care.augment import View, center_and_scale, random_subsets, rotate_points, small_rotations
+from protein_care.augment import View, center_and_scale, centroids, random_subsets, rotate_points, small_rotations
 from protein_care.device_constants import cached_tensor
 from protein_care.geometry import random_rotations
 
-VIEW_KINDS = ("rotation", "small-rotation", "points", "chunk")
+VIEW_KINDS = ("rotation", "small-rotation", "points", "posed-points", "chunk")
+POINT_KINDS = ("points", "posed-points")  # no rotation between a cloud's views of these kinds
 
 
 class StackedViews(NamedTuple):
@@ -88,13 +90,15 @@ def stacked_views(
     if "chunk" in kinds and (n_split < 1 or num_graphs % n_split):
         raise ValueError(f"n_split={n_split} must divide the number of clouds {num_graphs}")
     b = num_graphs
-    rotated = any(kind != "points" for kind in kinds)
+    rotated = any(kind not in POINT_KINDS for kind in kinds)
     rotation_of_view = _draw_rotations(kinds, b, n_split, max_angle, generator, pos) if rotated else None
+    posed = _posed(pos, batch, b, generator) if "posed-points" in kinds else None
     centred = None
     parts = []
     for first, count, family in _runs(kinds):
-        if family == "points":
-            parts.append(_points_views(pos, x, batch, b, count, length_scale, jitter, keep_fraction, generator))
+        if family in POINT_KINDS:
+            source = posed if family == "posed-points" else pos
+            parts.append(_points_views(source, x, batch, b, count, length_scale, jitter, keep_fraction, generator))
         else:
             if centred is None:
                 centred = center_and_scale(pos, batch, b, length_scale)
@@ -113,9 +117,9 @@ def stacked_views(
 
 def _runs(kinds: list[str]):
     """``(first view, number of views, family)`` for each run of consecutive views of
-    the same family (``points`` or rotated)."""
+    the same family (``points``, ``posed-points`` or rotated)."""
     runs, start = [], 0
-    family = lambda kind: "points" if kind == "points" else "rotated"  # noqa: E731
+    family = lambda kind: kind if kind in POINT_KINDS else "rotated"  # noqa: E731
     for k in range(1, len(kinds) + 1):
         if k == len(kinds) or family(kinds[k]) != family(kinds[start]):
             runs.append((start, k - start, family(kinds[start])))
@@ -132,7 +136,7 @@ def _draw_rotations(kinds, b, n_split, max_angle, generator, like: Tensor) -> Te
     table = [random_rotations(n_haar, generator=generator, device=device, dtype=dtype)]
     if n_small:
         table.append(small_rotations(n_small, max_angle, generator=generator, device=device, dtype=dtype))
-    if "points" in kinds:
+    if any(kind in POINT_KINDS for kind in kinds):
         table.append(torch.eye(3, device=device, dtype=dtype)[None])
     table = table[0] if len(table) == 1 else torch.cat(table)
     return table[_rotation_index(tuple(kinds), b, n_split, device)]
@@ -185,6 +189,12 @@ def _rotated_views(centred, x, batch, b, rotations):
     pos = centred.repeat(count, 1) if count > 1 else centred
     rotated = rotate_points(rotations[copies], pos)
     return rotated, (x.repeat(count) if x is not None and count > 1 else x), copies
+
+
+def _posed(pos, batch, b, generator) -> Tensor:
+    """The clouds centred, each turned by its own Haar rotation (its pose for the step)."""
+    poses = random_rotations(b, generator=generator, device=pos.device, dtype=pos.dtype)
+    return rotate_points(poses[batch], pos - centroids(pos, batch, b)[batch])
 
 
 def _points_views(pos, x, batch, b, count, length_scale, jitter, keep_fraction, generator):

@@ -182,6 +182,30 @@ def test_points_views_do_not_rotate_and_keep_the_requested_fraction():
     torch.testing.assert_close(same.pos, center_and_scale(pos, batch, b, 1.0))
 
 
+def test_posed_points_views_share_one_pose_per_cloud_that_is_not_the_files_frame():
+    pos, x, batch, b = clouds()
+    v1, v2 = invariance_views(pos, x, batch, b, length_scale=1.0, mode="posed-points", jitter=0.0, keep_fraction=1.0,
+                              generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(v1.pos, v2.pos)  # no subset, no jitter: both views are the same posed cloud
+    centred = center_and_scale(pos, batch, b, 1.0)
+    poses = []
+    for k in range(b):
+        r = solve_wahba(centred[batch == k], v1.pos[v1.batch == k])
+        torch.testing.assert_close(centred[batch == k] @ r.T, v1.pos[v1.batch == k])  # a rotation about the centroid
+        assert geodesic_angle(torch.eye(3, dtype=r.dtype), r) > 1e-3
+        poses.append(r)
+    # with subsets (same seed, so the same poses, drawn first): each view is its own subset of
+    # the cloud in that one pose, centred on the subset's centroid
+    index = torch.arange(batch.numel())  # as features: which points each view kept
+    w1, w2 = invariance_views(pos, index, batch, b, length_scale=1.0, mode="posed-points", jitter=0.0, keep_fraction=0.6,
+                              generator=torch.Generator().manual_seed(7))
+    assert not torch.equal(w1.x, w2.x)
+    for view in (w1, w2):
+        for k in range(b):
+            kept = centred[view.x[view.batch == k]]
+            torch.testing.assert_close(view.pos[view.batch == k], (kept - kept.mean(0)) @ poses[k].T)
+
+
 def test_points_jitter_has_the_requested_size_in_angstrom():
     pos, x, batch, b = clouds(sizes=[400] * 4)
     view, _ = invariance_views(pos, x, batch, b, length_scale=5.0, mode="points", jitter=0.5, keep_fraction=1.0,
@@ -243,7 +267,7 @@ def test_concat_views_offsets_cloud_indices():
 
 def test_same_generator_seed_same_views():
     pos, x, batch, b = clouds()
-    for mode in ("rotation", "small-rotation", "points"):
+    for mode in ("rotation", "small-rotation", "points", "posed-points"):
         a = invariance_views(pos, x, batch, b, length_scale=1.0, mode=mode, generator=torch.Generator().manual_seed(12))
         c = invariance_views(pos, x, batch, b, length_scale=1.0, mode=mode, generator=torch.Generator().manual_seed(12))
         assert torch.equal(a[0].pos, c[0].pos) and torch.equal(a[1].pos, c[1].pos)
@@ -254,7 +278,7 @@ def test_same_generator_seed_same_views():
 def test_views_stay_on_the_batch_device():
     pos, x, batch, b = (t.cuda() if torch.is_tensor(t) else t for t in clouds())
     g = torch.Generator(device="cuda").manual_seed(0)
-    for mode in ("rotation", "small-rotation", "points"):
+    for mode in ("rotation", "small-rotation", "points", "posed-points"):
         for view in invariance_views(pos, x, batch, b, length_scale=1.0, mode=mode, generator=g):
             assert view.pos.is_cuda and view.batch.is_cuda
     for view in equivariance_views(pos, x, batch, b, length_scale=1.0, n_split=4, generator=g):

@@ -180,7 +180,7 @@ def test_resume_refuses_changed_settings_and_fresh_runs_refuse_an_existing_folde
 @pytest.mark.parametrize(
     "extra",
     [{"loss": "simclr"}, {"loss": "unif"}, {"loss": "inv"}, {"loss": "equi-unif"},
-     {"inv_augment": "points"}, {"inv_augment": "small-rotation", "max_angle": 20.0},
+     {"inv_augment": "points"}, {"inv_augment": "posed-points"}, {"inv_augment": "small-rotation", "max_angle": 20.0},
      {"encoder": "set-transformer", "heads": 2}, {"encoder": "pointnet", "use_residue_features": True}],
 )
 def test_every_objective_augmentation_and_encoder_trains(store, tmp_path, extra):

@@ -61,7 +61,7 @@ def test_layout_view_k_holds_clouds_kB_to_kB_plus_B_in_order(kinds, seed):
     sizes = torch.bincount(batch, minlength=b)
     for kind, view in zip(kinds, views):
         counts = torch.bincount(view.batch, minlength=b)
-        expected = torch.ceil(sizes * 0.6).long() if kind == "points" else sizes
+        expected = torch.ceil(sizes * 0.6).long() if kind in ("points", "posed-points") else sizes
         assert torch.equal(counts, expected)
         assert torch.equal(view.batch, batch[view.x])  # every point keeps its cloud and its features
         torch.testing.assert_close(centroids(view.pos, view.batch, b), torch.zeros(b, 3, dtype=pos.dtype),
@@ -112,6 +112,35 @@ def test_points_views_are_independent_subsets_centred_after_the_subset_and_jitte
     jittered, _ = build(["points"], jitter=0.5, keep_fraction=1.0)
     noise = jittered.pos * 2.0 - center_and_scale(pos, batch, b, 1.0)
     assert 0.3 < float(noise.std()) < 0.7  # ~0.5 Å per coordinate (less the centroid's share)
+
+
+def test_posed_points_views_share_one_haar_pose_per_cloud_and_differ_only_in_subset_and_jitter():
+    stacked, (pos, x, batch, b) = build(["posed-points", "posed-points"], keep_fraction=1.0)
+    v1, v2 = stacked.views()
+    torch.testing.assert_close(v1.pos, v2.pos, atol=1e-12, rtol=0)  # no jitter, all points: the same view
+    centred = center_and_scale(pos, batch, b, 2.0)
+    poses, worst = rotation_of_each_cloud(v1, centred, batch, b)
+    assert worst < 1e-9  # a rotation of each centred cloud about its centroid
+    assert (geodesic_angle(torch.eye(3, dtype=poses.dtype).expand(b, 3, 3), poses) > 1e-3).all()  # not the file's frame
+    assert (geodesic_angle(poses[:, None], poses[None, :]) + 10 * torch.eye(b, dtype=poses.dtype)).min() > 1e-3
+    # with subsets and jitter: each view is a jittered subset of the same posed cloud
+    stacked, _ = build(["posed-points", "posed-points"], keep_fraction=0.6, jitter=0.0)
+    subsets = stacked.views()
+    assert not torch.equal(subsets[0].x, subsets[1].x)
+    for view in subsets:
+        rotated = torch.einsum("nij,nj->ni", poses[view.batch], pos[view.x])  # the kept points in the pose
+        torch.testing.assert_close(view.pos, center_and_scale(rotated, view.batch, b, 2.0))
+
+
+def test_posed_points_poses_are_haar():
+    sizes = [4] * 3000
+    pos, x, batch, b = clouds(sizes, seed=3)
+    stacked = stacked_views(pos, x, batch, b, ["posed-points"], length_scale=1.0, generator=torch.Generator().manual_seed(0),
+                            jitter=0.0, keep_fraction=1.0)
+    poses, _ = rotation_of_each_cloud(stacked.views()[0], center_and_scale(pos, batch, b, 1.0), batch, b)
+    trace = poses.diagonal(dim1=1, dim2=2).sum(-1)
+    # Haar on SO(3): E[tr R] = 0 and E[(tr R)^2] = 1 (sd of the trace 1, of its square ~1.41)
+    assert abs(float(trace.mean())) < 0.1 and abs(float((trace**2).mean()) - 1) < 0.15
 
 
 def test_mixed_runs_keep_their_order_and_the_same_seed_gives_the_same_views():
