@@ -5,6 +5,7 @@
 #   OUT=gpu-out STORE=path/to/store bash benchmarks/gpu_checks.sh bench   # throughput tables
 #   OUT=gpu-out STORE=path/to/store STEPS=2000 bash benchmarks/gpu_checks.sh demo
 #   OUT=gpu-out STORE=path/to/store bash benchmarks/gpu_checks.sh drift   # longer budgets, more seeds
+#   OUT=gpu-out STORE=path/to/store bash benchmarks/gpu_checks.sh tests   # the CUDA-marked tests (pytest -m gpu)
 #
 # The GPU image has torch, torchvision and torch-geometric but not gemmi or plotly: carry
 # their wheels (gemmi 0.7.5, plotly 7.1.0) and put them on PYTHONPATH first, e.g.
@@ -59,6 +60,11 @@ res = json.load(open(sys.argv[2])); print('final', res['knn_top1'], 'random init
             /tmp/v-$mode/metrics.jsonl /tmp/v-$mode/results.json
     done
     ;;
+tests)
+    # the tests marked gpu (skipped where there is no CUDA): the data paths and the trainer
+    # on CUDA against the CPU's (tests/*/test_device_paths.py) and the like
+    TAIL=15 part gpu_tests "${LIMIT:-240}" $PY -m pytest -q -m gpu -p no:cacheprovider tests
+    ;;
 drift)
     for seed in ${SEEDS:-1 2}; do
         TAIL=8 part drift_seed$seed "${LIMIT:-200}" $PY benchmarks/sweep_protein_settings.py --store "$STORE" --device cuda \
@@ -76,7 +82,7 @@ run_demo('/tmp/demo', store_dir='$STORE', steps=${STEPS:-2000}, device='cuda')"
     ls -la "$OUT"
     ;;
 *)
-    echo "usage: OUT=... STORE=... bash benchmarks/gpu_checks.sh bench|drift|demo" >&2
+    echo "usage: OUT=... STORE=... bash benchmarks/gpu_checks.sh bench|tests|drift|demo" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,49 @@
+"""The batched augmentation on each device: the same behaviour on the CPU (run
+everywhere) and on CUDA (where a GPU is present, e.g. ``benchmarks/gpu_checks.sh tests``),
+and CUDA's sync-free pass against the CPU's for the same parameters."""
+
+import pytest
+import torch
+
+from vision_benchmarks.augment import AugmentConfig, BatchAugment, apply_params, sample_params
+
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")])
+
+
+def images(n=64, seed=0, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8).to(device)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_step_views_on_the_device_share_parameters_within_each_chunk(device):
+    config = AugmentConfig()
+    aug = BatchAugment(config)
+    x = images(64, device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+    v1, v2, e1, e2 = aug.step_views(x, g, n_split=8)
+    for v in (v1, v2, e1, e2):
+        assert v.shape == (64, 3, 32, 32) and v.dtype == torch.float32 and v.device.type == device
+        assert bool(torch.isfinite(v).all())
+    assert not torch.equal(v1, v2) and not torch.equal(e1, e2)
+    # an equivariance view applies one parameter set per chunk of 8: a chunk of copies of
+    # one image gives 8 equal views there, while the invariance views differ per image
+    same = x[:1].expand(64, -1, -1, -1).contiguous()
+    w1, _, f1, _ = aug.step_views(same, torch.Generator(device=device).manual_seed(1), n_split=8)
+    for chunk in f1.view(8, 8, 3, 32, 32):
+        torch.testing.assert_close(chunk, chunk[:1].expand_as(chunk), atol=1e-5, rtol=0)
+    assert not torch.allclose(w1[0], w1[1], atol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("sync_free", [True, False])
+def test_cuda_pass_equals_the_cpus_for_the_same_parameters(sync_free):
+    config = AugmentConfig()
+    x = images(128, seed=2)
+    params = sample_params(128, 32, 32, config, torch.Generator().manual_seed(3))
+    cpu = apply_params(x, params, config, sync_free=sync_free)
+    gpu = apply_params(x.cuda(), params._map(lambda t: t.cuda()), config, sync_free=sync_free)
+    # float rounding differs between the devices' kernels (and TF32 matrix products, if a
+    # process enabled them); a wrong op or parameter would differ by ~0.1 or more
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=3e-3, rtol=1e-3)
