@@ -3,26 +3,19 @@ on embeddings whose answers are known, and the command on a trained split run.""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from protein_care.geometry import random_rotations
 from protein_care.training import train
 
+from ..bench_loader import load_benchmark
 from .synthetic_store import SyntheticStore
-
-BENCH = Path(__file__).parents[2] / "benchmarks" / "pose_share.py"
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("pose_share", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("pose_share")
 
 
 def poses(n, k, seed=0):

@@ -3,21 +3,15 @@ images / batch⌋ × the measured step time, one timing per distinct step, every
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCH = Path(__file__).parents[2] / "benchmarks" / "bench_vision_step.py"
+from ..bench_loader import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_vision_step", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_vision_step")
 
 
 def test_estimate_is_epochs_times_steps_times_step_time(bench, monkeypatch, capsys):
