@@ -46,6 +46,8 @@ CANDIDATES: list[tuple[str, dict]] = [
     # one Haar pose per cloud shared by both invariance views (tried against the drift: no better)
     ("CARE posed-points λ=30", {"loss": "care", "lam": 30.0, "inv_augment": "posed-points"}),
     ("CARE split λ=1 posed", {"loss": "care", "lam": 1.0, "embedding": "split", "inv_augment": "posed-points"}),
+    # μ·orbit similarity of block B's equivariance views (not in the paper; --anti-invariance)
+    ("CARE split λ=1 anti=1", {"loss": "care", "lam": 1.0, "embedding": "split", "anti_invariance": 1.0}),
 ]
 CLAIM_LETTERS = {"PC1": "P", "Wahba": "W", "loops": "L", "knows the protein": "R"}
 

@@ -289,6 +289,19 @@ def combined_loss(
     return out
 
 
+def orbit_similarity(z1_eq: Tensor, z2_eq: Tensor) -> Tensor:
+    r"""Mean cosine between the two equivariance views of each sample (unit rows):
+
+    .. math:: S = \frac{1}{n} \sum_i \langle z(R_1 x_i), z(R_2 x_i) \rangle .
+
+    1 for an encoder that ignores the augmentation; an equivariant one gets the share of
+    its embedding in the trivial representation. L_equi cannot tell these apart (an
+    invariant encoder makes both views' Gram matrices equal), so adding μ·S to the loss
+    penalises the invariant shortcut. Not in the paper: measured in
+    ``benchmarks/results/protein_settings.md``."""
+    return (z1_eq * z2_eq).sum(dim=1).mean()
+
+
 def care_loss(
     z1: Tensor,
     z2: Tensor,

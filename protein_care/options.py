@@ -49,6 +49,7 @@ TRAIN_DEFAULTS: dict = {
     "batch_size": 256,
     "n_split": 16,
     "lam": 0.01,
+    "anti_invariance": 0.0,  # μ of the orbit-similarity penalty (not in the paper; 0: off)
     "temperature": 0.5,
     "normalization": "release",
     "lr": 1e-3,

@@ -58,6 +58,9 @@ def add_parser(subparsers) -> None:
     g = p.add_argument_group("objective")
     g.add_argument("--loss", default=DEFAULTS["loss"], choices=LOSS_NAMES, help=f"{_d('loss')}")
     g.add_argument("--lam", type=float, default=DEFAULTS["lam"], help=f"λ of the equivariance term {_d('lam')}")
+    g.add_argument("--anti-invariance", type=float, default=DEFAULTS["anti_invariance"],
+                   help="μ: add μ·mean cos(z(R1 x), z(R2 x)) over the two equivariance views (for --embedding split: "
+                        f"block B), so that an invariant embedding no longer satisfies the loss for free; not in the paper {_d('anti_invariance')}")
     g.add_argument("--temperature", type=float, default=DEFAULTS["temperature"], help=f"InfoNCE τ {_d('temperature')}")
     g.add_argument("--n-split", type=int, default=DEFAULTS["n_split"], help=f"equivariance chunks per batch (must divide --batch-size) {_d('n_split')}")
     g.add_argument("--normalization", default=DEFAULTS["normalization"], choices=NORMALIZATIONS, help=f"of L_equi {_d('normalization')}")

@@ -82,6 +82,7 @@ def validate(config: dict) -> None:
     need(config["warmup_steps"] is None or config["warmup_steps"] >= 0, "warmup_steps", "an integer >= 0")
     need(config["temperature"] > 0, "temperature", "a positive number")
     need(config["lam"] >= 0, "lam", "a number >= 0")
+    need(config["anti_invariance"] >= 0, "anti_invariance", "a number >= 0")
     need(config["lr"] > 0, "lr", "a positive number")
     need(config["weight_decay"] >= 0, "weight_decay", "a number >= 0")
     need(0 <= config["min_lr_ratio"] <= 1, "min_lr_ratio", "a number in [0, 1]")

@@ -34,7 +34,7 @@ import torch
 from protein_care import __version__
 from protein_care.augment import cap_points
 from protein_care.devices import resolve_device
-from protein_care.losses import combined_loss, loss_variant
+from protein_care.losses import combined_loss, loss_variant, orbit_similarity
 from protein_care.runs import (
     CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, initial_encoder, read_config, snapshot_path, write_json_atomic,
 )
@@ -128,15 +128,25 @@ class Trainer:
                 z_a, z_b = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs, blocks=True,
                                         split_at=split_at)
         if not self.split:
-            return combined_loss(cfg["loss"], *z.float().chunk(stacked.num_views), **kw)
+            views = z.float().chunk(stacked.num_views)
+            return self._with_anti_invariance(combined_loss(cfg["loss"], *views, **kw), views)
         a = z_a.float().chunk(2)  # block A: the Haar-rotated invariance views
         b = z_b.float().chunk(stacked.num_views - 2)  # block B: its invariance (+ equivariance) views
         parts_a = combined_loss("simclr", *a, **kw)
-        parts_b = combined_loss(cfg["loss"], *b, **kw)
+        parts_b = self._with_anti_invariance(combined_loss(cfg["loss"], *b, **kw), b)
         out = {f"a/{k}": v for k, v in parts_a.items() if k != "loss"}
         out.update({f"b/{k}": v for k, v in parts_b.items() if k != "loss"})
         out["loss"] = parts_a["loss"] + parts_b["loss"]
         return out
+
+    def _with_anti_invariance(self, parts: dict, views: tuple) -> dict:
+        """``parts`` plus μ·:func:`~protein_care.losses.orbit_similarity` of the two
+        equivariance views (``--anti-invariance`` μ > 0 and a loss that has them)."""
+        mu = self.config["anti_invariance"]
+        if not mu or len(views) < 4:
+            return parts
+        similarity = orbit_similarity(views[-2], views[-1])
+        return {**parts, "orbit_similarity": similarity, "loss": parts["loss"] + mu * similarity}
 
     def optimize(self, views: StackedViews) -> dict[str, torch.Tensor]:
         """Forward, backward and one optimizer + scheduler step; returns detached parts."""

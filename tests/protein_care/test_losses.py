@@ -313,3 +313,15 @@ def test_cli_loss_names_mirror_the_loss_table():
 
     assert tuple(LOSS_VARIANTS) == LOSS_NAMES
     assert losses.NORMALIZATIONS == OPTION_NORMALIZATIONS
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 40), d=st.integers(2, 16), seed=st.integers(0, 2**31 - 1))
+def test_orbit_similarity_is_one_for_identical_views_and_the_mean_cosine_otherwise(n, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    z1 = F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
+    z2 = F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
+    assert float(losses.orbit_similarity(z1, z1)) == pytest.approx(1.0)  # an invariant encoder
+    assert float(losses.orbit_similarity(z1, -z1)) == pytest.approx(-1.0)
+    expected = sum(float(z1[i] @ z2[i]) for i in range(n)) / n
+    assert float(losses.orbit_similarity(z1, z2)) == pytest.approx(expected)

@@ -83,7 +83,7 @@ def test_warmup_then_cosine_schedule():
     "bad, match",
     [({"batch_size": 10, "n_split": 4}, "--n-split 4 must divide --batch-size 10"), ({"batch_size": 8, "n_split": 8}, "fewer than 2"),
      ({"loss": "byol"}, "--loss"), ({"inv_augment": "flip"}, "--inv-augment"), ({"keep_fraction": 0.0}, "--keep-fraction"),
-     ({"train_points": -1}, "--train-points"),
+     ({"train_points": -1}, "--train-points"), ({"anti_invariance": -1.0}, "--anti-invariance"),
      ({"max_angle": 200.0}, "--max-angle"), ({"temperature": 0.0}, "--temperature")],
 )
 def test_bad_settings_name_the_argument(bad, match):
@@ -188,6 +188,20 @@ def test_every_objective_augmentation_and_encoder_trains(store, tmp_path, extra)
     assert summary["completed"]
     last = read_metrics(tmp_path / "run")[-1]
     assert np.isfinite(last["loss"]) and ("equivariance" in last) == (extra.get("loss", "care") in ("care", "equi-unif"))
+
+
+@pytest.mark.parametrize("embedding, key", [("single", "orbit_similarity"), ("split", "b/orbit_similarity")])
+def test_anti_invariance_adds_the_orbit_similarity_of_the_equivariance_views(store, tmp_path, embedding, key):
+    train({**TINY, "epochs": 1, "embedding": embedding, "loss": "care", "anti_invariance": 2.0,
+           "out": str(tmp_path / "run")}, store=store)
+    last = read_metrics(tmp_path / "run")[-1]
+    assert -1.0 <= last[key] <= 1.0
+    trainer = Trainer({**TINY, "out": None, "embedding": embedding, "loss": "care", "anti_invariance": 2.0}, store=store)
+    parts = trainer.compute_loss(trainer.make_views(epoch_batches(24, 8, seed=0, epoch=0)[0], 0))
+    without = Trainer({**TINY, "out": None, "embedding": embedding, "loss": "care"}, store=store)
+    base = without.compute_loss(without.make_views(epoch_batches(24, 8, seed=0, epoch=0)[0], 0))
+    assert key not in base  # off by default
+    torch.testing.assert_close(parts["loss"], base["loss"] + 2.0 * parts[key])  # same seed: same weights and views
 
 
 def test_split_embedding_trains_two_blocks(store, tmp_path):
