@@ -16,7 +16,7 @@
 #   benchmark with the Table 1 wall-clock estimates (bench_vision_step.py), and two short
 #   digits pretraining runs through the real CLI (bf16, compiled and eager).
 # drift: the settings sweep at 5,000 steps for seeds 1 and 2, with --anti-invariance 1 (seed 0 ran on 2026-11-26: the
-#   split embedding held at 5,000 and 10,000 steps, the paper's CARE reached 49 deg), ~2.5 min each.
+#   split embedding held at 5,000 and 10,000 steps, the paper's CARE reached 49 deg), ~3 min each.
 # demo: protein-care demo on the given store at STEPS steps per run; results.json,
 #   report.html and the runs (weights snapshots, configs, metrics) come back in $OUT.
 set -u
@@ -67,7 +67,7 @@ tests)
     ;;
 drift)
     for seed in ${SEEDS:-1 2}; do
-        TAIL=8 part drift_seed$seed "${LIMIT:-200}" $PY benchmarks/sweep_protein_settings.py --store "$STORE" --device cuda \
+        TAIL=8 part drift_seed$seed "${LIMIT:-260}" $PY benchmarks/sweep_protein_settings.py --store "$STORE" --device cuda \
             --steps "${STEPS:-5000}" --seed "$seed" --only "CARE λ=30" "CARE split λ=1" "CARE split λ=1 anti=1" --out "$OUT/drift_seed$seed.json"
     done
     ;;
