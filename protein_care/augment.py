@@ -87,6 +87,13 @@ def rotate_points(rotations: Tensor, pos: Tensor) -> Tensor:
     return (rotations * pos[:, None, :]).sum(-1)
 
 
+def random_poses(pos: Tensor, batch: Tensor, num_graphs: int, generator: torch.Generator | None = None) -> Tensor:
+    """The clouds centred, each turned by its own Haar rotation about its centroid (the
+    shared pose of ``posed-points`` views)."""
+    poses = random_rotations(num_graphs, generator=generator, device=pos.device, dtype=pos.dtype)
+    return rotate_points(poses[batch], pos - centroids(pos, batch, num_graphs)[batch])
+
+
 def chunk_of_cloud(num_graphs: int, n_split: int, device=None) -> Tensor:
     """The chunk index of each of the B clouds: ``(B,)``, B/n_split consecutive clouds
     per chunk. Raises when n_split does not divide B (never a silent uneven chunk)."""
@@ -225,8 +232,7 @@ def invariance_views(
         raise ValueError(f"inv_augment must be one of {INV_AUGMENTS}, got {mode!r}")
     if mode in ("points", "posed-points"):
         if mode == "posed-points":
-            poses = random_rotations(num_graphs, generator=generator, device=pos.device, dtype=pos.dtype)
-            pos = rotate_per_cloud(pos - centroids(pos, batch, num_graphs)[batch], batch, poses)
+            pos = random_poses(pos, batch, num_graphs, generator)
         return tuple(  # type: ignore[return-value]
             _points_view(pos, x, batch, num_graphs, length_scale, jitter, keep_fraction, generator) for _ in range(2)
         )

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from protein_care.augment import View, center_and_scale, centroids, random_subsets, rotate_points, small_rotations
+from protein_care.augment import View, center_and_scale, random_poses, random_subsets, rotate_points, small_rotations
 from protein_care.device_constants import cached_tensor
 from protein_care.geometry import random_rotations
 
@@ -92,7 +92,7 @@ def stacked_views(
     b = num_graphs
     rotated = any(kind not in POINT_KINDS for kind in kinds)
     rotation_of_view = _draw_rotations(kinds, b, n_split, max_angle, generator, pos) if rotated else None
-    posed = _posed(pos, batch, b, generator) if "posed-points" in kinds else None
+    posed = random_poses(pos, batch, b, generator) if "posed-points" in kinds else None
     centred = None
     parts = []
     for first, count, family in _runs(kinds):
@@ -189,12 +189,6 @@ def _rotated_views(centred, x, batch, b, rotations):
     pos = centred.repeat(count, 1) if count > 1 else centred
     rotated = rotate_points(rotations[copies], pos)
     return rotated, (x.repeat(count) if x is not None and count > 1 else x), copies
-
-
-def _posed(pos, batch, b, generator) -> Tensor:
-    """The clouds centred, each turned by its own Haar rotation (its pose for the step)."""
-    poses = random_rotations(b, generator=generator, device=pos.device, dtype=pos.dtype)
-    return rotate_points(poses[batch], pos - centroids(pos, batch, b)[batch])
 
 
 def _points_views(pos, x, batch, b, count, length_scale, jitter, keep_fraction, generator):
