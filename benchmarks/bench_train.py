@@ -1,20 +1,23 @@
 """Training throughput of `protein-care train` and the share of the step spent on data.
 
     uv run python benchmarks/bench_train.py [--device auto] [--steps 5] [--synthetic]
-        [--batch-sizes 64 256] [--store STORE] [--write benchmarks/results/bench_train.md]
+        [--batch-sizes 64 256] [--store STORE] [--view-window W] [--write benchmarks/results/bench_train.md]
 
 Builds a CA store from the BM5-clean structures in ../shared/pdb (or $PROTEIN_CARE_TEST_PDB;
 synthetic clouds with ``--synthetic`` or when none are found) in a temporary folder,
 or uses an existing store given with ``--store`` (e.g. on a machine without gemmi),
 then times real trainer steps (CARE, default encoder) on the CPU and, when present, on
-CUDA. Columns: device, batch B, clouds/s (B / step time), step ms, data ms (gather from
-the packed store + all augmentations, as the trainer builds them: one stacked batch,
-:mod:`protein_care.training.views`), data share of the step (goal: < 10%), the number
-of tensor ops the data path dispatches per step (on a GPU each costs ~10 µs of host
-time, so for a small encoder the count is what matters), the same two figures for the
-view-by-view reference (:mod:`protein_care.augment`'s per-view functions and
-``concat_views``, timed in the same run), and ms to collate the same batch with PyG's
-DataLoader over StoreDataset.
+CUDA. Columns: device, batch B, the view window W (the trainer's default for the
+device unless ``--view-window``: the views of W consecutive steps are made together,
+:meth:`Trainer.make_window_views`), clouds/s (B / step time), step ms,
+data ms (gather from the packed store + all augmentations, as the trainer builds them,
+averaged over the steps of whole windows), data share of the step (goal: < 10%), the
+tensor ops the data path dispatches per step (on a GPU each costs ~10 µs of host time,
+so for a small encoder the count is what matters), then, timed in the same run, the
+data ms and share of one step at a time (W = 1, one stacked batch per step), the data ms
+of the view-by-view reference (:mod:`protein_care.augment`'s per-view functions and
+``concat_views``), and ms to collate the same batch with PyG's DataLoader over
+StoreDataset.
 """
 
 from __future__ import annotations
@@ -112,6 +115,31 @@ def time_steps(trainer: Trainer, batches: torch.Tensor, steps: int, warmup: int)
     return times
 
 
+def time_trainer_steps(trainer: Trainer, steps: int, warmup: int) -> dict[str, list[float]]:
+    """Per step, as ``Trainer.run`` takes them (windows of ``view_window`` steps made when
+    their first step comes): seconds of data and of the whole step. Warm-up and timed
+    steps both cover whole windows, so the mean charges each step its share."""
+    device, cfg = trainer.device, trainer.config
+    w = cfg["view_window"]
+    warmup, steps = -(-warmup // w) * w, -(-steps // w) * w
+    trainer._window, order = {}, {}
+    times = {"data": [], "step": []}
+    for k in range(warmup + steps):
+        if trainer.epoch not in order:
+            order = {trainer.epoch: epoch_batches(cfg["train_size"], cfg["batch_size"], seed=cfg["seed"], epoch=trainer.epoch)}
+        sync(device)
+        t0 = time.perf_counter()
+        views = trainer.next_views(order[trainer.epoch])
+        sync(device)
+        t1 = time.perf_counter()
+        trainer.train_one(views)
+        sync(device)
+        if k >= warmup:
+            times["data"].append(t1 - t0)
+            times["step"].append(time.perf_counter() - t0)
+    return times
+
+
 def pyg_collate_ms(store: Path, batch: torch.Tensor, repeats: int = 3) -> float:
     """Reference: collating the same clouds with PyG's DataLoader over StoreDataset."""
     try:
@@ -157,6 +185,8 @@ def main(argv=None) -> int:
     parser.add_argument("--synthetic", action="store_true", help="synthetic clouds instead of BM5-clean")
     parser.add_argument("--store", type=Path, default=None, help="time on this existing store instead of building one")
     parser.add_argument("--write", type=Path, default=None, help="also write the table (Markdown) to this file")
+    parser.add_argument("--view-window", type=int, default=None,
+                        help="steps whose views are made together (default: the trainer's, 1 on a CPU, up to 16 on CUDA)")
     parser.add_argument("--profile", action="store_true",
                         help="also print torch.profiler's top ops (host and device time) of the data path per batch size")
     args = parser.parse_args(argv)
@@ -175,29 +205,31 @@ def main(argv=None) -> int:
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
             for b in args.batch_sizes:
                 config = {"out": str(Path(tmp) / "run"), "split": "all", "batch_size": b, "n_split": 16 if b >= 128 else 4,
-                          "device": str(device), "progress": False}
+                          "device": str(device), "progress": False, "view_window": args.view_window}
                 trainer = Trainer(config, store=s)
+                w = min(trainer.config["view_window"], trainer.config["steps_per_epoch"])  # windows stay in an epoch
                 batches = epoch_batches(len(s), b, seed=0, epoch=0)
-                steps = args.steps * (10 if device.type == "cuda" else 1)
-                times = time_steps(trainer, batches, steps, warmup=2 if device.type == "cpu" else 5)
-                data_ms, step_ms, ref_ms = (statistics.median(times[key]) * 1e3 for key in ("data", "step", "reference"))
-                ops = count_ops(lambda: trainer.make_views(batches[0], 0))
-                ref_ops = count_ops(lambda: view_by_view(trainer, batches[0], 0))
+                steps, warmup = args.steps * (10 if device.type == "cuda" else 1), 2 if device.type == "cpu" else 5
+                one = time_steps(trainer, batches, steps, warmup)  # one step at a time, and view by view
+                one_data_ms, one_step_ms, ref_ms = (statistics.median(one[key]) * 1e3 for key in ("data", "step", "reference"))
+                windowed = time_trainer_steps(trainer, steps, warmup)
+                data_ms, step_ms = (statistics.mean(windowed[key]) * 1e3 for key in ("data", "step"))
+                ops = count_ops(lambda: trainer.make_window_views(batches[:w], 0)) / w
                 if args.profile:
                     print_profile(trainer, batches, f"{name}, batch {b}")
-                rows.append((name, b, b / (step_ms / 1e3), step_ms, data_ms, 100 * data_ms / step_ms, ops, ref_ms, ref_ops,
-                             pyg_collate_ms(store, batches[0])))
+                rows.append((name, b, w, b / (step_ms / 1e3), step_ms, data_ms, 100 * data_ms / step_ms, ops,
+                             one_data_ms, 100 * one_data_ms / one_step_ms, ref_ms, pyg_collate_ms(store, batches[0])))
                 del trainer
     header = (f"protein-care train throughput, {time.strftime('%Y-%m-%d')}, torch {torch.__version__}; store: "
               f"{args.store or ('synthetic' if args.synthetic else 'BM5-clean CA')} ({len(s)} clouds, mean {mean_points:.0f} points); "
               "CARE, deepset (hidden 256, dim 128, xyz+quadratic), 4 views per cloud, one forward")
     lines = [header, "",
-             "| device | batch | clouds/s | step ms | data+augment ms | data share | data ops | view-by-view data ms "
-             "| view-by-view ops | PyG DataLoader collate ms |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, b, cps, step_ms, data_ms, share, ops, ref_ms, ref_ops, pyg_ms in rows:
-        lines.append(f"| {name} | {b} | {cps:.0f} | {step_ms:.1f} | {data_ms:.2f} | {share:.1f}% | {ops} | {ref_ms:.2f} "
-                     f"| {ref_ops} | {pyg_ms:.1f} |")
+             "| device | batch | view window | clouds/s | step ms | data+augment ms | data share | data ops per step "
+             "| one step at a time: data ms | share | view-by-view data ms | PyG DataLoader collate ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, b, w, cps, step_ms, data_ms, share, ops, one_ms, one_share, ref_ms, pyg_ms in rows:
+        lines.append(f"| {name} | {b} | {w} | {cps:.0f} | {step_ms:.1f} | {data_ms:.2f} | {share:.1f}% | {ops:.1f} "
+                     f"| {one_ms:.2f} | {one_share:.1f}% | {ref_ms:.2f} | {pyg_ms:.1f} |")
     text = "\n".join(lines)
     print(text)
     if args.write:

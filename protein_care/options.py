@@ -66,6 +66,7 @@ TRAIN_DEFAULTS: dict = {
     "jitter": 0.5,
     "keep_fraction": 0.8,
     "train_points": 0,  # at most this many random points per cloud in a training step (0: all)
+    "view_window": None,  # steps whose views are made together (None: 1 on a CPU, up to 16 on CUDA)
     "length_scale": None,  # mean radius of gyration of the training clouds (Å)
     "checkpoint_every": 100,
     "log_every": 10,

@@ -73,6 +73,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--train-points", type=int, default=DEFAULTS["train_points"],
                    help=f"at most N random points per cloud in each training step, shared by its views; "
                    f"0: all (evaluation always uses all) {_d('train_points')}")
+    g.add_argument("--view-window", type=int, default=None,
+                   help="make the views of W consecutive steps together (fewer kernel launches on a GPU; the draws "
+                        "depend on W, so a resumed run must keep it); default: 1 on a CPU, up to 16 on CUDA")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help=f"{_d('epochs')}")

@@ -90,6 +90,8 @@ def validate(config: dict) -> None:
     need(config["jitter"] >= 0, "jitter", "Å >= 0")
     need(0 < config["keep_fraction"] <= 1, "keep_fraction", "a fraction in (0, 1]")
     need(isinstance(config["train_points"], int) and config["train_points"] >= 0, "train_points", "an integer >= 0")
+    need(config["view_window"] is None or (isinstance(config["view_window"], int) and config["view_window"] >= 1),
+         "view_window", "an integer >= 1")
     need(config["split_trunks"] in SPLIT_TRUNKS, "split_trunks", f"one of {SPLIT_TRUNKS}")
     need(0 < config["split_pose_weight"] < 1, "split_pose_weight", "a fraction in (0, 1)")
     need(config["length_scale"] is None or config["length_scale"] > 0, "length_scale", "a positive length in Å")

@@ -11,14 +11,17 @@ One step (batch of B clouds per process):
 3. ONE forward pass over all views stacked into one batch (fewer, larger kernels than
    four passes; with ``--norm batch`` the pooled vectors are normalised over all views
    of the step together, as in a SimCLR forward of the concatenated views);
+   steps 1–2 run for W consecutive steps at once (``--view-window``; 1 on a CPU), each
+   step's views then being slices of the window's;
 4. the loss core (:func:`protein_care.losses.combined_loss`) and an AdamW step.
 
 ``--embedding split``: block A gets InfoNCE on Haar-rotated invariance views; block B
 gets ``--loss`` (CARE by default) on ``--inv-augment`` views (``points`` by default)
 plus Haar per-chunk equivariance views; the loss is the sum of the two.
 
-Randomness of step s on rank r comes from a generator seeded with (seed, r, s), and the
-data order from (seed, epoch): a resumed run replays the same batches and views.
+Randomness of a window whose first step is s, on rank r, comes from a generator seeded
+with (seed, r, s); windows start at multiples of W within each epoch, and the data order
+comes from (seed, epoch): a resumed run replays the same batches and views.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from protein_care.training.data import (
     PackedClouds, epoch_batches, open_store, split_indices, store_config_hash, store_num_residue_types,
 )
 from protein_care.training.optim import build_optimizer
-from protein_care.training.views import StackedViews, stacked_views, step_view_kinds
+from protein_care.training.views import StackedViews, default_view_window, split_steps, stacked_views, step_view_kinds
 
 
 def step_generator(device: torch.device, seed: int, rank: int, step: int) -> torch.Generator:
@@ -93,6 +96,10 @@ class Trainer:
         self.split = self.config["embedding"] == "split"
         self.view_kinds = step_view_kinds(self.config["inv_augment"], equivariance=self.variant.needs_equivariance_views,
                                           split=self.split)
+        if self.config["view_window"] is None:
+            points = min(float(packed.sizes.float().mean()) if len(packed) else 0.0, self.config["train_points"] or float("inf"))
+            self.config["view_window"] = default_view_window(self.device, len(self.view_kinds) * self.config["batch_size"] * points)
+        self._pending = (None, [])  # (epoch, first batch of the window), the window's views
         self.model = initial_encoder(self.config).to(self.device)
         self.ddp_model = distributed.wrap_ddp(self.model, self.ctx)
         self.forward = torch.compile(self.ddp_model, dynamic=True) if self.config["compile"] else self.ddp_model
@@ -105,15 +112,34 @@ class Trainer:
     def make_views(self, indices: torch.Tensor, step: int) -> StackedViews:
         """Data loading and augmentation for one step (everything before the forward):
         the step's views (:attr:`view_kinds`) stacked into one batch."""
+        return self.make_window_views(indices[None], step)[0]
+
+    def make_window_views(self, batches: torch.Tensor, first_step: int) -> list[StackedViews]:
+        """The views of the W steps ``batches`` (W, B), made as one batch of W·B clouds
+        (W·n_split chunks, so no chunk crosses two steps), one :class:`StackedViews` per
+        step; the draws come from one generator seeded with ``first_step``."""
         cfg = self.config
-        pos, x, batch = self.data.gather(indices, features=cfg["use_residue_features"])
-        b = indices.numel()
-        g = step_generator(self.device, cfg["seed"], self.ctx.rank, step)
+        w, b = batches.shape
+        pos, x, batch = self.data.gather(batches.reshape(-1), features=cfg["use_residue_features"])
+        g = step_generator(self.device, cfg["seed"], self.ctx.rank, first_step)
         if cfg["train_points"]:  # one random subset per cloud, shared by all its views
-            pos, x, batch = cap_points(pos, x, batch, b, cfg["train_points"], g)
-        return stacked_views(pos, x, batch, b, self.view_kinds, length_scale=cfg["length_scale"], n_split=cfg["n_split"],
-                             generator=g, max_angle=cfg["max_angle"], jitter=cfg["jitter"],
-                             keep_fraction=cfg["keep_fraction"])
+            pos, x, batch = cap_points(pos, x, batch, w * b, cfg["train_points"], g)
+        stacked = stacked_views(pos, x, batch, w * b, self.view_kinds, length_scale=cfg["length_scale"],
+                                n_split=w * cfg["n_split"], generator=g, max_angle=cfg["max_angle"],
+                                jitter=cfg["jitter"], keep_fraction=cfg["keep_fraction"])
+        return split_steps(stacked, w)
+
+    def next_views(self, batches: torch.Tensor) -> StackedViews:
+        """The views of this epoch's batch ``batch_in_epoch`` (``batches``: the epoch's
+        (steps, B) order), from the window of ``view_window`` batches that holds it,
+        made when the first of its batches is reached (or on resume, mid-window)."""
+        w = self.config["view_window"]
+        first = self.batch_in_epoch - self.batch_in_epoch % w
+        if self._pending[0] != (self.epoch, first):
+            self._pending = (None, [])  # free the previous window first
+            window = self.make_window_views(batches[first:first + w], self.step - (self.batch_in_epoch - first))
+            self._pending = ((self.epoch, first), window)
+        return self._pending[1][self.batch_in_epoch - first]
 
     def compute_loss(self, stacked: StackedViews) -> dict[str, torch.Tensor]:
         """One forward over the stacked views, then the loss core."""
@@ -179,6 +205,7 @@ class Trainer:
         set_rng_state(payload["rng"])
         self.step, self.epoch = int(payload["step"]), int(payload["epoch"])
         self.batch_in_epoch, self.elapsed_before = int(payload["batch_in_epoch"]), float(payload["elapsed_s"])
+        self._pending = (None, [])
 
     def save(self, run_dir: Path, *, snapshot: bool = False) -> None:
         """Write ``checkpoint.pt`` (and the step's snapshot) on rank 0."""
@@ -228,7 +255,7 @@ class Trainer:
                                     rank=self.ctx.rank, world_size=self.ctx.world_size)
             epoch = self.epoch
             while self.epoch == epoch and self.step < total:  # the rest of this epoch
-                self.train_one(batches[self.batch_in_epoch])
+                self.train_one(self.next_views(batches))
                 bar.update(1)
                 if self.step % cfg["log_every"] == 0 or self.step == total:
                     bar.set_postfix(_short(self._log(run_dir)))
@@ -244,14 +271,15 @@ class Trainer:
                 self._log(run_dir)
             self.save(run_dir, snapshot=stop_at_step is None)
         bar.close()
+        self._pending = (None, [])
         distributed.broadcast_buffers(self.model, self.ctx)
         return {"step": self.step, "epoch": self.epoch, "total_steps": total, "completed": self.step >= total,
                 "run_dir": str(run_dir)}
 
-    def train_one(self, indices: torch.Tensor) -> None:
-        """One optimizer step on the clouds ``indices``; advances the data-order state
-        (at the end of an epoch it points at the next epoch's first batch)."""
-        parts = self.optimize(self.make_views(indices, self.step))
+    def train_one(self, views: StackedViews) -> None:
+        """One optimizer step on ``views``; advances the data-order state (at the end of
+        an epoch it points at the next epoch's first batch)."""
+        parts = self.optimize(views)
         self.step += 1
         self.batch_in_epoch += 1
         if self.batch_in_epoch == self.config["steps_per_epoch"]:

@@ -18,6 +18,12 @@ draw their subsets and jitter for all copies at once (``benchmarks/bench_train.p
 counts the ops of both paths side by side). On an H200 the step's views then cost
 0.6–0.9 ms for 64–1,024 clouds, once the per-point rotation stopped being a batched
 matrix product (:func:`~protein_care.augment.rotate_points`).
+
+Those ~45 ops are still launch-bound on a GPU (≈ 13 % of a batch-64 step), so the trainer
+makes the views of W consecutive steps together (``--view-window``,
+``Trainer.make_window_views``): the same ops over W·B clouds (the chunks stay inside
+each step's B clouds), one sort that puts each step's points together, then each step's
+views are slices (:func:`split_steps`). W = 1 is exactly the one-step path.
 """
 
 from __future__ import annotations
@@ -202,3 +208,37 @@ def _points_views(pos, x, batch, b, count, length_scale, jitter, keep_fraction, 
         pos_all = pos_all + jitter * torch.randn(pos_all.shape, generator=generator, device=pos.device, dtype=pos.dtype)
     x_all = (x.repeat(count) if count > 1 else x)[mask] if x is not None else None
     return center_and_scale(pos_all, copies, count * b, length_scale), x_all, copies
+
+
+def split_steps(stacked: StackedViews, steps: int) -> list[StackedViews]:
+    """The views of ``steps`` steps made as one batch of ``steps``·B clouds per view
+    (cloud k·W·B + s·B + j: view k, step s, cloud j) → one :class:`StackedViews` per
+    step (cloud k·B + j), each a slice of one reordered copy. One stable sort of the
+    points by (step, view, cloud) and one device-to-host copy of the steps' sizes."""
+    if steps == 1:
+        return [stacked]
+    v = stacked.num_views
+    if stacked.num_graphs % (v * steps):
+        raise ValueError(f"{stacked.num_graphs} clouds do not split into {steps} steps of {v} views")
+    b = stacked.num_graphs // (v * steps)
+    view, rest = stacked.batch.div(steps * b, rounding_mode="floor"), stacked.batch.remainder(steps * b)
+    step = rest.div(b, rounding_mode="floor")
+    key = step * (v * b) + view * b + rest.remainder(b)  # (step, view, cloud), the new order
+    key, order = torch.sort(key, stable=True)
+    pos, x = stacked.pos[order], (stacked.x[order] if stacked.x is not None else None)
+    local = key.remainder(v * b)
+    bounds = [0] + torch.bincount(step, minlength=steps).cumsum(0).tolist()
+    return [
+        StackedViews(pos[lo:hi], None if x is None else x[lo:hi], local[lo:hi], v * b, v)
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
+
+
+def default_view_window(device: torch.device, points_per_step: float, *, cap: int = 16,
+                        points_budget: int = 1 << 22) -> int:
+    """Steps whose views are made together: 1 on a CPU (no launch cost to spread), on a
+    GPU as many as keep a window under ``points_budget`` points (≈ 4 M: a few hundred
+    MB of transient tensors), at most ``cap``."""
+    if torch.device(device).type != "cuda":
+        return 1
+    return int(max(1, min(cap, points_budget // max(1, int(points_per_step)))))

@@ -11,7 +11,7 @@ from protein_care.runs import load_run, read_metrics
 from protein_care.training import Trainer, train
 from protein_care.training.checkpoint import load_checkpoint
 from protein_care.training.data import PackedClouds
-from protein_care.training.views import step_view_kinds, stacked_views
+from protein_care.training.views import StackedViews, split_steps, step_view_kinds, stacked_views
 
 from .synthetic_store import SyntheticStore
 
@@ -56,6 +56,19 @@ def test_gather_then_the_split_embeddings_views_on_the_device(store, device):
         r = [solve_wahba(centred[batch == k].double(), view.pos[view.batch == k].double()) for k in range(b)]
         torch.testing.assert_close(r[1], r[0], atol=1e-4, rtol=0)
         torch.testing.assert_close(r[7], r[4], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_window_of_steps_splits_the_same_on_the_device_as_on_the_cpu(store, device):
+    packed = PackedClouds.from_store(store)
+    pos, x, batch = packed.gather(torch.arange(16))  # two steps of 8 clouds
+    kinds = step_view_kinds("rotation", equivariance=True, split=False)
+    stacked = stacked_views(pos, x, batch, 16, kinds, length_scale=5.0, n_split=4, generator=torch.Generator().manual_seed(0))
+    moved = StackedViews(stacked.pos.to(device), stacked.x.to(device), stacked.batch.to(device), *stacked[3:])
+    for cpu, here in zip(split_steps(stacked, 2), split_steps(moved, 2)):
+        assert here.pos.device.type == device and here.num_graphs == cpu.num_graphs == 32
+        for a, b in zip(cpu[:3], here[:3]):
+            assert torch.equal(b.cpu(), a)  # a stable sort and slices: exact
 
 
 @pytest.mark.parametrize("device", DEVICES)

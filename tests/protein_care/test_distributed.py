@@ -30,13 +30,13 @@ def worker(rank: int, world_size: int, port: int, out: str) -> None:
     try:
         seen = []
         trainer = Trainer({**CONFIG, "out": out}, store=SyntheticStore(40), ctx=ctx)
-        make_views = trainer.make_views
+        make_window_views = trainer.make_window_views
 
-        def spy(indices, step):
-            seen.append(indices.clone())
-            return make_views(indices, step)
+        def spy(batches, first_step):
+            seen.extend(batches.clone())
+            return make_window_views(batches, first_step)
 
-        trainer.make_views = spy
+        trainer.make_window_views = spy
         trainer.run(out)
         torch.save({"state": trainer.model.state_dict(), "seen": torch.stack(seen), "config": trainer.config},
                    os.path.join(out, f"rank{rank}.pt"))

@@ -84,7 +84,7 @@ def test_warmup_then_cosine_schedule():
     [({"batch_size": 10, "n_split": 4}, "--n-split 4 must divide --batch-size 10"), ({"batch_size": 8, "n_split": 8}, "fewer than 2"),
      ({"loss": "byol"}, "--loss"), ({"inv_augment": "flip"}, "--inv-augment"), ({"keep_fraction": 0.0}, "--keep-fraction"),
      ({"train_points": -1}, "--train-points"), ({"anti_invariance": -1.0}, "--anti-invariance"),
-     ({"max_angle": 200.0}, "--max-angle"), ({"temperature": 0.0}, "--temperature")],
+     ({"max_angle": 200.0}, "--max-angle"), ({"temperature": 0.0}, "--temperature"), ({"view_window": 0}, "--view-window")],
 )
 def test_bad_settings_name_the_argument(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -154,14 +154,18 @@ def test_load_run_gives_the_trained_encoders_embeddings(store, tmp_path):
         load_run(out, checkpoint="step_3")
 
 
-def test_resume_mid_epoch_equals_an_uninterrupted_run(store, tmp_path):
+@pytest.mark.parametrize("window", [1, 2])
+def test_resume_mid_epoch_equals_an_uninterrupted_run(store, tmp_path, window):
+    """With ``view_window`` 2 the stop falls inside a window (epoch 1's windows are its
+    batches 0–1 and 2): the resumed run remakes that window and takes its second step."""
+    tiny = {**TINY, "view_window": window}
     straight = tmp_path / "straight"
-    train({**TINY, "out": str(straight)}, store=store)
+    train({**tiny, "out": str(straight)}, store=store)
     broken = tmp_path / "broken"
-    first = train({**TINY, "out": str(broken)}, store=store, stop_at_step=4)  # mid-epoch 1 (3 steps per epoch)
+    first = train({**tiny, "out": str(broken)}, store=store, stop_at_step=4)  # mid-epoch 1 (3 steps per epoch)
     assert not first["completed"] and first["step"] == 4
     assert load_checkpoint(broken / "checkpoint.pt")["batch_in_epoch"] == 1
-    second = train({**TINY, "out": str(broken), "resume": True}, store=store)
+    second = train({**tiny, "out": str(broken), "resume": True}, store=store)
     assert second["completed"]
     a, b = load_run(straight).encoder, load_run(broken).encoder
     assert torch.equal(params(a), params(b))
@@ -213,16 +217,20 @@ def test_split_embedding_trains_two_blocks(store, tmp_path):
     assert config["inv_augment"] == "points"  # block B's default
 
 
-def test_each_epoch_takes_the_batches_of_its_own_permutation(store, tmp_path, monkeypatch):
-    seen = []
-    original = Trainer.make_views
+@pytest.mark.parametrize("window", [1, 2])
+def test_each_epoch_takes_the_batches_of_its_own_permutation(store, tmp_path, monkeypatch, window):
+    seen, windows = [], []
+    original = Trainer.make_window_views
 
-    def spy(self, indices, step):
-        seen.append(indices.clone())
-        return original(self, indices, step)
+    def spy(self, batches, first_step):
+        seen.extend(batches.clone())
+        windows.append((first_step, len(batches)))
+        return original(self, batches, first_step)
 
-    monkeypatch.setattr(Trainer, "make_views", spy)
-    train({**TINY, "out": str(tmp_path / "run")}, store=store)
+    monkeypatch.setattr(Trainer, "make_window_views", spy)
+    train({**TINY, "view_window": window, "out": str(tmp_path / "run")}, store=store)
+    # windows start at multiples of W within each epoch of 3 batches
+    assert windows == ([(s, 1) for s in range(9)] if window == 1 else [(0, 2), (2, 1), (3, 2), (5, 1), (6, 2), (8, 1)])
     expected = torch.cat([epoch_batches(24, 8, seed=0, epoch=e) for e in range(3)])
     assert torch.equal(torch.stack(seen), expected)
     assert not torch.equal(expected[:3], expected[3:6])

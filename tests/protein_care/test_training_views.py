@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from protein_care.augment import center_and_scale, centroids
 from protein_care.geometry import solve_wahba
 from protein_care.metrics import geodesic_angle
-from protein_care.training.views import VIEW_KINDS, StackedViews, stacked_views, step_view_kinds
+from protein_care.training.views import (
+    VIEW_KINDS, StackedViews, default_view_window, split_steps, stacked_views, step_view_kinds,
+)
 
 SIZES = [7, 12, 5, 9, 16, 8, 6, 10]
 
@@ -168,3 +170,54 @@ def test_bad_layouts_are_refused_with_the_argument_named():
         stacked_views(pos, x, batch, b, ["spin"], length_scale=1.0)
     with pytest.raises(ValueError, match="view kinds"):
         stacked_views(pos, x, batch, b, [], length_scale=1.0)
+
+
+# ----------------------------------------------------------------------------- windows of steps
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(VIEW_KINDS), min_size=1, max_size=5), st.sampled_from([1, 2, 4]), st.integers(0, 2**31 - 1))
+def test_split_steps_gives_each_step_its_clouds_in_every_view(kinds, steps, seed):
+    """Views made for W steps of B clouds at once (W·B clouds) split into W steps whose
+    view k, cloud j is exactly the window's view k, cloud s·B + j."""
+    b = len(SIZES) // steps
+    stacked, _ = build(kinds, seed, n_split=steps)  # one chunk per step
+    per_step = split_steps(stacked, steps)
+    assert len(per_step) == steps
+    window_views = stacked.views()
+    for s, step in enumerate(per_step):
+        assert step.num_views == len(kinds) and step.num_graphs == len(kinds) * b
+        assert bool((step.batch[1:] >= step.batch[:-1]).all())
+        for k, view in enumerate(step.views()):
+            whole = window_views[k]
+            mine = (whole.batch >= s * b) & (whole.batch < (s + 1) * b)
+            assert torch.equal(view.pos, whole.pos[mine]) and torch.equal(view.x, whole.x[mine])
+            assert torch.equal(view.batch, whole.batch[mine] - s * b)
+
+
+def test_a_window_keeps_every_chunk_inside_one_step():
+    """Two steps of 4 clouds, 2 chunks each (n_split 2·W over the window): every step's
+    equivariance views have 2 chunks of 2 clouds sharing one rotation each."""
+    stacked, (pos, x, batch, b) = build(["rotation", "rotation", "chunk", "chunk"], n_split=4)
+    centred = center_and_scale(pos, batch, b, 2.0)
+    for s, step in enumerate(split_steps(stacked, 2)):
+        mine = (batch >= 4 * s) & (batch < 4 * s + 4)
+        for view in step.views()[2:]:
+            r, worst = rotation_of_each_cloud(view, centred[mine], batch[mine] - 4 * s, 4)
+            assert worst < 1e-9
+            torch.testing.assert_close(r[1], r[0], atol=1e-9, rtol=0)
+            torch.testing.assert_close(r[3], r[2], atol=1e-9, rtol=0)
+            assert geodesic_angle(r[0], r[2]) > 1e-3
+
+
+def test_split_steps_refuses_a_window_that_does_not_divide():
+    stacked, _ = build(["rotation", "rotation"])
+    with pytest.raises(ValueError, match="do not split into 3 steps"):
+        split_steps(stacked, 3)
+
+
+def test_default_view_window_is_one_on_a_cpu_and_bounded_on_a_gpu():
+    assert default_view_window(torch.device("cpu"), 1000) == 1
+    assert default_view_window(torch.device("cuda"), 4 * 64 * 300) == 16
+    assert default_view_window(torch.device("cuda"), 4 * 1024 * 300) == 3
+    assert default_view_window(torch.device("cuda"), 10**9) == 1
