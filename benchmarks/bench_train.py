@@ -119,17 +119,14 @@ def time_trainer_steps(trainer: Trainer, steps: int, warmup: int) -> dict[str, l
     """Per step, as ``Trainer.run`` takes them (windows of ``view_window`` steps made when
     their first step comes): seconds of data and of the whole step. Warm-up and timed
     steps both cover whole windows, so the mean charges each step its share."""
-    device, cfg = trainer.device, trainer.config
-    w = cfg["view_window"]
+    device, w = trainer.device, trainer.config["view_window"]
     warmup, steps = -(-warmup // w) * w, -(-steps // w) * w
-    trainer._window, order = {}, {}
+    trainer._window = {}
     times = {"data": [], "step": []}
     for k in range(warmup + steps):
-        if trainer.epoch not in order:
-            order = {trainer.epoch: epoch_batches(cfg["train_size"], cfg["batch_size"], seed=cfg["seed"], epoch=trainer.epoch)}
         sync(device)
         t0 = time.perf_counter()
-        views = trainer.next_views(order[trainer.epoch])
+        views = trainer.next_views()
         sync(device)
         t1 = time.perf_counter()
         trainer.train_one(views)
@@ -205,16 +202,18 @@ def main(argv=None) -> int:
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
             for b in args.batch_sizes:
                 config = {"out": str(Path(tmp) / "run"), "split": "all", "batch_size": b, "n_split": 16 if b >= 128 else 4,
-                          "device": str(device), "progress": False, "view_window": args.view_window}
+                          "device": str(device), "progress": False, "view_window": args.view_window,
+                          "epochs": 10_000}  # planned steps beyond the timed ones
                 trainer = Trainer(config, store=s)
-                w = min(trainer.config["view_window"], trainer.config["steps_per_epoch"])  # windows stay in an epoch
+                w, per_epoch = trainer.config["view_window"], trainer.config["steps_per_epoch"]
+                first_window = torch.stack([trainer.epoch_order(t // per_epoch)[t % per_epoch] for t in range(w)])
                 batches = epoch_batches(len(s), b, seed=0, epoch=0)
                 steps, warmup = args.steps * (10 if device.type == "cuda" else 1), 2 if device.type == "cpu" else 5
                 one = time_steps(trainer, batches, steps, warmup)  # one step at a time, and view by view
                 one_data_ms, one_step_ms, ref_ms = (statistics.median(one[key]) * 1e3 for key in ("data", "step", "reference"))
                 windowed = time_trainer_steps(trainer, steps, warmup)
                 data_ms, step_ms = (statistics.mean(windowed[key]) * 1e3 for key in ("data", "step"))
-                ops = count_ops(lambda: trainer.make_window_views(batches[:w], 0)) / w
+                ops = count_ops(lambda: trainer.make_window_views(first_window, 0)) / w
                 if args.profile:
                     print_profile(trainer, batches, f"{name}, batch {b}")
                 rows.append((name, b, w, b / (step_ms / 1e3), step_ms, data_ms, 100 * data_ms / step_ms, ops,

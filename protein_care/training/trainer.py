@@ -20,8 +20,9 @@ gets ``--loss`` (CARE by default) on ``--inv-augment`` views (``points`` by defa
 plus Haar per-chunk equivariance views; the loss is the sum of the two.
 
 Randomness of a window whose first step is s, on rank r, comes from a generator seeded
-with (seed, r, s); windows start at multiples of W within each epoch, and the data order
-comes from (seed, epoch): a resumed run replays the same batches and views.
+with (seed, r, s); windows start at the steps that are multiples of W (a window may hold
+the end of one epoch and the start of the next), and the data order comes from (seed,
+epoch): a resumed run replays the same batches and views.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class Trainer:
         if self.config["view_window"] is None:
             points = min(float(packed.sizes.float().mean()) if len(packed) else 0.0, self.config["train_points"] or float("inf"))
             self.config["view_window"] = default_view_window(self.device, len(self.view_kinds) * self.config["batch_size"] * points)
-        self._pending = (None, [])  # (epoch, first batch of the window), the window's views
+        self._pending = (None, [])  # (first step of the window, its views)
+        self._orders: dict[int, torch.Tensor] = {}  # epoch → its batches, the last two epochs
         self.model = initial_encoder(self.config).to(self.device)
         self.ddp_model = distributed.wrap_ddp(self.model, self.ctx)
         self.forward = torch.compile(self.ddp_model, dynamic=True) if self.config["compile"] else self.ddp_model
@@ -129,17 +131,28 @@ class Trainer:
                                 jitter=cfg["jitter"], keep_fraction=cfg["keep_fraction"])
         return split_steps(stacked, w)
 
-    def next_views(self, batches: torch.Tensor) -> StackedViews:
-        """The views of this epoch's batch ``batch_in_epoch`` (``batches``: the epoch's
-        (steps, B) order), from the window of ``view_window`` batches that holds it,
-        made when the first of its batches is reached (or on resume, mid-window)."""
-        w = self.config["view_window"]
-        first = self.batch_in_epoch - self.batch_in_epoch % w
-        if self._pending[0] != (self.epoch, first):
+    def next_views(self) -> StackedViews:
+        """The views of step :attr:`step`, from the window of ``view_window`` steps that
+        holds it (steps ⌊step / W⌋·W … , at most up to the last planned step), made when
+        its first step is reached (or, on resume, mid-window)."""
+        cfg = self.config
+        w, per_epoch = cfg["view_window"], cfg["steps_per_epoch"]
+        first = self.step - self.step % w
+        if self._pending[0] != first:
             self._pending = (None, [])  # free the previous window first
-            window = self.make_window_views(batches[first:first + w], self.step - (self.batch_in_epoch - first))
-            self._pending = ((self.epoch, first), window)
-        return self._pending[1][self.batch_in_epoch - first]
+            steps = range(first, max(first + 1, min(first + w, cfg["total_steps"])))
+            batches = torch.stack([self.epoch_order(t // per_epoch)[t % per_epoch] for t in steps])
+            self._pending = (first, self.make_window_views(batches, first))
+        return self._pending[1][self.step - first]
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """This rank's batches of ``epoch``, ``(steps_per_epoch, B)`` (:func:`epoch_batches`)."""
+        if epoch not in self._orders:
+            cfg = self.config
+            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
+            self._orders[epoch] = epoch_batches(cfg["train_size"], cfg["batch_size"], seed=cfg["seed"], epoch=epoch,
+                                                rank=self.ctx.rank, world_size=self.ctx.world_size)
+        return self._orders[epoch]
 
     def compute_loss(self, stacked: StackedViews) -> dict[str, torch.Tensor]:
         """One forward over the stacked views, then the loss core."""
@@ -251,27 +264,21 @@ class Trainer:
         self._window, self._window_start = {}, time.perf_counter()
         stopped = False
         while self.step < total and not stopped:
-            batches = epoch_batches(cfg["train_size"], cfg["batch_size"], seed=cfg["seed"], epoch=self.epoch,
-                                    rank=self.ctx.rank, world_size=self.ctx.world_size)
-            epoch = self.epoch
-            while self.epoch == epoch and self.step < total:  # the rest of this epoch
-                self.train_one(self.next_views(batches))
-                bar.update(1)
-                if self.step % cfg["log_every"] == 0 or self.step == total:
-                    bar.set_postfix(_short(self._log(run_dir)))
-                snapshot = self.step in cfg["snapshot_steps"]
-                if snapshot or self.step % cfg["checkpoint_every"] == 0 or self.step == total:
-                    self.save(run_dir, snapshot=snapshot or self.step == total)
-                out_of_time = deadline is not None and time.perf_counter() > deadline
-                if distributed.any_rank(self.ctx, out_of_time) or (stop_at_step is not None and self.step >= stop_at_step):
-                    stopped = True
-                    break
+            self.train_one(self.next_views())
+            bar.update(1)
+            if self.step % cfg["log_every"] == 0 or self.step == total:
+                bar.set_postfix(_short(self._log(run_dir)))
+            snapshot = self.step in cfg["snapshot_steps"]
+            if snapshot or self.step % cfg["checkpoint_every"] == 0 or self.step == total:
+                self.save(run_dir, snapshot=snapshot or self.step == total)
+            out_of_time = deadline is not None and time.perf_counter() > deadline
+            stopped = distributed.any_rank(self.ctx, out_of_time) or (stop_at_step is not None and self.step >= stop_at_step)
         if stopped and self.step < total:  # preempted: log and checkpoint where we are
             if self._window:
                 self._log(run_dir)
             self.save(run_dir, snapshot=stop_at_step is None)
         bar.close()
-        self._pending = (None, [])
+        self._pending, self._orders = (None, []), {}
         distributed.broadcast_buffers(self.model, self.ctx)
         return {"step": self.step, "epoch": self.epoch, "total_steps": total, "completed": self.step >= total,
                 "run_dir": str(run_dir)}

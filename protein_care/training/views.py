@@ -235,10 +235,13 @@ def split_steps(stacked: StackedViews, steps: int) -> list[StackedViews]:
 
 
 def default_view_window(device: torch.device, points_per_step: float, *, cap: int = 16,
-                        points_budget: int = 1 << 22) -> int:
-    """Steps whose views are made together: 1 on a CPU (no launch cost to spread), on a
-    GPU as many as keep a window under ``points_budget`` points (≈ 4 M: a few hundred
-    MB of transient tensors), at most ``cap``."""
-    if torch.device(device).type != "cuda":
+                        points_budget: int = 1 << 22, large_step: int = 1 << 20) -> int:
+    """Steps whose views are made together: 1 on a CPU (no launch cost to spread); on a
+    GPU as many as keep a window under ``points_budget`` points (≈ 4 M: a few hundred MB
+    of transient tensors), at most ``cap``, and 1 for steps of ``large_step`` points or
+    more, whose views are bound by device work, not launches (H200, 1,024 clouds × 4
+    views × 300 points: 1.57 ms per step with W = 3 against 1.23 ms with W = 1; with 64
+    clouds W = 16 took 0.18 ms against 1.26 ms)."""
+    if torch.device(device).type != "cuda" or points_per_step >= large_step:
         return 1
     return int(max(1, min(cap, points_budget // max(1, int(points_per_step)))))

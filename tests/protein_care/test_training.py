@@ -154,22 +154,23 @@ def test_load_run_gives_the_trained_encoders_embeddings(store, tmp_path):
         load_run(out, checkpoint="step_3")
 
 
-@pytest.mark.parametrize("window", [1, 2])
-def test_resume_mid_epoch_equals_an_uninterrupted_run(store, tmp_path, window):
-    """With ``view_window`` 2 the stop falls inside a window (epoch 1's windows are its
-    batches 0–1 and 2): the resumed run remakes that window and takes its second step."""
+@pytest.mark.parametrize("window, stop", [(1, 4), (2, 5), (4, 5)])
+def test_resume_mid_epoch_equals_an_uninterrupted_run(store, tmp_path, window, stop):
+    """With ``view_window`` 2 or 4 the stop falls inside a window (steps 4–5, or 4–7,
+    which crosses from epoch 1 into epoch 2): the resumed run remakes that window."""
     tiny = {**TINY, "view_window": window}
     straight = tmp_path / "straight"
     train({**tiny, "out": str(straight)}, store=store)
     broken = tmp_path / "broken"
-    first = train({**tiny, "out": str(broken)}, store=store, stop_at_step=4)  # mid-epoch 1 (3 steps per epoch)
-    assert not first["completed"] and first["step"] == 4
-    assert load_checkpoint(broken / "checkpoint.pt")["batch_in_epoch"] == 1
+    first = train({**tiny, "out": str(broken)}, store=store, stop_at_step=stop)  # mid-epoch 1 (3 steps per epoch)
+    assert not first["completed"] and first["step"] == stop
+    assert load_checkpoint(broken / "checkpoint.pt")["batch_in_epoch"] == stop - 3
     second = train({**tiny, "out": str(broken), "resume": True}, store=store)
     assert second["completed"]
     a, b = load_run(straight).encoder, load_run(broken).encoder
     assert torch.equal(params(a), params(b))
-    assert [m["step"] for m in read_metrics(broken)] == [m["step"] for m in read_metrics(straight)]
+    straight_steps = [m["step"] for m in read_metrics(straight)]
+    assert [m["step"] for m in read_metrics(broken)] == sorted({*straight_steps, stop})  # + the preempted step's line
 
 
 def test_resume_refuses_changed_settings_and_fresh_runs_refuse_an_existing_folder(store, tmp_path):
@@ -229,8 +230,8 @@ def test_each_epoch_takes_the_batches_of_its_own_permutation(store, tmp_path, mo
 
     monkeypatch.setattr(Trainer, "make_window_views", spy)
     train({**TINY, "view_window": window, "out": str(tmp_path / "run")}, store=store)
-    # windows start at multiples of W within each epoch of 3 batches
-    assert windows == ([(s, 1) for s in range(9)] if window == 1 else [(0, 2), (2, 1), (3, 2), (5, 1), (6, 2), (8, 1)])
+    # windows start at the steps that are multiples of W, across epochs of 3 batches, and end at the last step
+    assert windows == ([(s, 1) for s in range(9)] if window == 1 else [(0, 2), (2, 2), (4, 2), (6, 2), (8, 1)])
     expected = torch.cat([epoch_batches(24, 8, seed=0, epoch=e) for e in range(3)])
     assert torch.equal(torch.stack(seen), expected)
     assert not torch.equal(expected[:3], expected[3:6])

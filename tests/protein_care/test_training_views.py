@@ -219,5 +219,6 @@ def test_split_steps_refuses_a_window_that_does_not_divide():
 def test_default_view_window_is_one_on_a_cpu_and_bounded_on_a_gpu():
     assert default_view_window(torch.device("cpu"), 1000) == 1
     assert default_view_window(torch.device("cuda"), 4 * 64 * 300) == 16
-    assert default_view_window(torch.device("cuda"), 4 * 1024 * 300) == 3
+    assert default_view_window(torch.device("cuda"), 4 * 256 * 300) == 13
+    assert default_view_window(torch.device("cuda"), 4 * 1024 * 300) == 1  # device-bound: no gain
     assert default_view_window(torch.device("cuda"), 10**9) == 1

@@ -14,7 +14,7 @@ from vision_benchmarks.config import load_config
 from vision_benchmarks.data import load_dataset
 from vision_benchmarks.evaluate import lr_factor
 from vision_benchmarks.methods import MoCo
-from vision_benchmarks.train import CHECKPOINT, build_all, load_checkpoint, pretrain
+from vision_benchmarks.train import CHECKPOINT, build_all, compiles_augment, load_checkpoint, pretrain
 
 TINY = [
     "run.device=cpu", "run.progress=false", "run.channels_last=false", "model.width=4",
@@ -57,12 +57,16 @@ def test_care_makes_four_forward_passes_and_simclr_two(loss, passes, digits):
     assert sizes == [16] * passes
 
 
-def test_run_compile_augment_compiles_the_augmentation(digits, monkeypatch):
+def test_run_compile_augment_compiles_the_augmentation_on_cuda_only(digits, monkeypatch):
     calls = []
     monkeypatch.setattr("vision_benchmarks.augment.BatchAugment.compile", lambda self, **kw: calls.append(kw))
-    build_all(tiny("digits_care"), digits, torch.device("cpu"))
+    build_all(tiny("digits_care"), digits, torch.device("cpu"))  # on by default, but a CPU run stays eager
     assert calls == []
-    build_all(tiny("digits_care", "run.compile_augment=true"), digits, torch.device("cpu"))
+    assert compiles_augment(tiny("digits_care"), torch.device("cuda"))
+    assert compiles_augment(tiny("digits_care"), "cuda:1")
+    assert not compiles_augment(tiny("digits_care", "run.compile_augment=false"), torch.device("cuda"))
+    monkeypatch.setattr("vision_benchmarks.train.compiles_augment", lambda cfg, device: True)
+    build_all(tiny("digits_care"), digits, torch.device("cpu"))
     assert calls == [{}]
 
 
