@@ -73,7 +73,7 @@ def assess_stability(runs: list[dict]) -> list[dict]:
         where = f"{best['pc1_angle_deg_mean']:.1f}° at step {best['step']} ({best['fraction']:.0%} of training)"
         if kept:
             text = (f"{run['name']} kept the rotation: PC1 error {end['pc1_angle_deg_mean']:.1f}° at the end, "
-                    f"best {where}")
+                    f"lowest before the end {where}")
         else:
             text = (f"{run['name']} is losing the rotation as training goes on: PC1 error rose from {where} to "
                     f"{end['pc1_angle_deg_mean']:.1f}° at the end; a longer budget will make it worse "
