@@ -48,6 +48,7 @@ CANDIDATES: list[tuple[str, dict]] = [
     ("CARE split λ=1 posed", {"loss": "care", "lam": 1.0, "embedding": "split", "inv_augment": "posed-points"}),
     # μ·orbit similarity of block B's equivariance views (not in the paper; --anti-invariance)
     ("CARE split λ=1 anti=1", {"loss": "care", "lam": 1.0, "embedding": "split", "anti_invariance": 1.0}),
+    ("CARE split λ=1 anti=0.3", {"loss": "care", "lam": 1.0, "embedding": "split", "anti_invariance": 0.3}),
     # the same term on a single embedding: with rotation-free invariance views it does not
     # fight InfoNCE's alignment; with Haar-rotated ones it does (alignment wants the
     # rotated views alike, the term wants them apart)
