@@ -47,3 +47,26 @@ def test_cuda_pass_equals_the_cpus_for_the_same_parameters(sync_free):
     # float rounding differs between the devices' kernels (and TF32 matrix products, if a
     # process enabled them); a wrong op or parameter would differ by ~0.1 or more
     torch.testing.assert_close(gpu.cpu(), cpu, atol=3e-3, rtol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_every_command_on_cuda_pretrain_probe_evaluate_report(tmp_path, capsys):
+    """The CLI round trip of test_cli.py with run.device=cuda: bf16, channels_last and the
+    compiled augmentation (on by default on CUDA) in a real pretraining run."""
+    import json
+
+    from vision_benchmarks.cli import main
+
+    tiny = ["run.device=cuda", "run.progress=false", "model.width=8", "data.train_subset=256", "data.test_subset=64",
+            "optim.batch_size=64", "optim.epochs=2", "method.n_split=4", "method.equiv_batch_size=0", "knn.k=5"]
+    sets = [arg for v in tiny for arg in ("--set", v)]
+    run = tmp_path / "digits_care"
+    assert main(["pretrain", "--config", "digits_care", "--out", str(run), *sets]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["config"]["run"]["compile_augment"] and 0 <= results["knn_top1"] <= 100
+    assert main(["linear-probe", str(run), "--set", "probe.epochs=2", "--set", "probe.seeds=[0]"]) == 0
+    assert main(["evaluate", str(run), "--set", "knn.k=3"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    assert "digits" in capsys.readouterr().out
