@@ -121,7 +121,6 @@ def time_trainer_steps(trainer: Trainer, steps: int, warmup: int) -> dict[str, l
     steps both cover whole windows, so the mean charges each step its share."""
     device, w = trainer.device, trainer.config["view_window"]
     warmup, steps = -(-warmup // w) * w, -(-steps // w) * w
-    trainer._window = {}
     times = {"data": [], "step": []}
     for k in range(warmup + steps):
         sync(device)
@@ -205,8 +204,7 @@ def main(argv=None) -> int:
                           "device": str(device), "progress": False, "view_window": args.view_window,
                           "epochs": 10_000}  # planned steps beyond the timed ones
                 trainer = Trainer(config, store=s)
-                w, per_epoch = trainer.config["view_window"], trainer.config["steps_per_epoch"]
-                first_window = torch.stack([trainer.epoch_order(t // per_epoch)[t % per_epoch] for t in range(w)])
+                w, first_window = trainer.config["view_window"], trainer.window_batches(0)
                 batches = epoch_batches(len(s), b, seed=0, epoch=0)
                 steps, warmup = args.steps * (10 if device.type == "cuda" else 1), 2 if device.type == "cpu" else 5
                 one = time_steps(trainer, batches, steps, warmup)  # one step at a time, and view by view

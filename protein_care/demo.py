@@ -229,20 +229,17 @@ def calibrate_steps(store_path: Path, *, seconds: float, n_runs: float, seed: in
                     batch_size: int = SHARED_SETTINGS["batch_size"], log=print) -> int:
     """Steps per run that fit ``seconds`` of training for ``n_runs`` CARE-cost runs: the
     median time of ten CARE steps (the paper's setting, four passes) after three warm-up
-    steps, so one-off costs (imports, allocator) and one slow step do not shrink the
-    budget."""
-    import torch
-
+    steps, taken as a run takes them (its data order and view window), so one-off costs
+    (imports, allocator) and one slow step do not shrink the budget."""
     from protein_care.training.trainer import Trainer
 
     config = {**SHARED_SETTINGS, **DEMO_RUNS[0][1], "store": str(store_path), "out": None, "seed": seed,
               "device": device, "progress": False, "batch_size": batch_size}
     trainer = Trainer(config)
-    indices = torch.arange(batch_size)
     warmup, timed, times = 3, 10, []
     for step in range(warmup + timed):
         t0 = time.perf_counter()
-        trainer.optimize(trainer.make_views(indices, step))
+        trainer.train_one(trainer.next_views())
         if step >= warmup:
             times.append(time.perf_counter() - t0)
     # A whole run costs about 1.15× its median bare step on a 2-core CPU (measured

@@ -100,7 +100,8 @@ class Trainer:
         if self.config["view_window"] is None:
             points = min(float(packed.sizes.float().mean()) if len(packed) else 0.0, self.config["train_points"] or float("inf"))
             self.config["view_window"] = default_view_window(self.device, len(self.view_kinds) * self.config["batch_size"] * points)
-        self._pending = (None, [])  # (first step of the window, its views)
+        self._pending = (None, [])  # (first step of the view window, its views)
+        self._log_sums, self._log_start = {}, time.perf_counter()  # loss parts since the last metrics line
         self._orders: dict[int, torch.Tensor] = {}  # epoch → its batches, the last two epochs
         self.model = initial_encoder(self.config).to(self.device)
         self.ddp_model = distributed.wrap_ddp(self.model, self.ctx)
@@ -135,15 +136,20 @@ class Trainer:
         """The views of step :attr:`step`, from the window of ``view_window`` steps that
         holds it (steps ⌊step / W⌋·W … , at most up to the last planned step), made when
         its first step is reached (or, on resume, mid-window)."""
-        cfg = self.config
-        w, per_epoch = cfg["view_window"], cfg["steps_per_epoch"]
-        first = self.step - self.step % w
+        first = self.step - self.step % self.config["view_window"]
         if self._pending[0] != first:
             self._pending = (None, [])  # free the previous window first
-            steps = range(first, max(first + 1, min(first + w, cfg["total_steps"])))
-            batches = torch.stack([self.epoch_order(t // per_epoch)[t % per_epoch] for t in steps])
-            self._pending = (first, self.make_window_views(batches, first))
+            self._pending = (first, self.make_window_views(self.window_batches(first), first))
         return self._pending[1][self.step - first]
+
+    def window_batches(self, first: int) -> torch.Tensor:
+        """``(W, B)``: the clouds of the view window that starts at step ``first``
+        (``view_window`` steps, fewer at the end of the planned steps), each step's batch
+        taken from its own epoch's order."""
+        cfg = self.config
+        w, per_epoch = cfg["view_window"], cfg["steps_per_epoch"]
+        steps = range(first, max(first + 1, min(first + w, cfg["total_steps"])))
+        return torch.stack([self.epoch_order(t // per_epoch)[t % per_epoch] for t in steps])
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """This rank's batches of ``epoch``, ``(steps_per_epoch, B)`` (:func:`epoch_batches`)."""
@@ -261,7 +267,7 @@ class Trainer:
         bar = _progress(total, self.step, enabled=(cfg["progress"] if progress is None else progress) and self.ctx.is_main)
         self._start = time.perf_counter()
         deadline = self._start + 60 * cfg["max_minutes"] if cfg["max_minutes"] else None
-        self._window, self._window_start = {}, time.perf_counter()
+        self._log_sums, self._log_start = {}, time.perf_counter()
         stopped = False
         while self.step < total and not stopped:
             self.train_one(self.next_views())
@@ -274,7 +280,7 @@ class Trainer:
             out_of_time = deadline is not None and time.perf_counter() > deadline
             stopped = distributed.any_rank(self.ctx, out_of_time) or (stop_at_step is not None and self.step >= stop_at_step)
         if stopped and self.step < total:  # preempted: log and checkpoint where we are
-            if self._window:
+            if self._log_sums:
                 self._log(run_dir)
             self.save(run_dir, snapshot=stop_at_step is None)
         bar.close()
@@ -292,22 +298,22 @@ class Trainer:
         if self.batch_in_epoch == self.config["steps_per_epoch"]:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         for k, v in parts.items():
-            self._window[k] = self._window.get(k, 0.0) + v
-        self._window["_steps"] = self._window.get("_steps", 0) + 1
+            self._log_sums[k] = self._log_sums.get(k, 0.0) + v
+        self._log_sums["_steps"] = self._log_sums.get("_steps", 0) + 1
 
     def _log(self, run_dir: Path) -> dict:
         """Append the mean of the parts since the last line to ``metrics.jsonl``."""
-        window, seconds = self._window, time.perf_counter() - self._window_start
-        steps = window.pop("_steps", 1)
+        sums, seconds = self._log_sums, time.perf_counter() - self._log_start
+        steps = sums.pop("_steps", 1)
         record = {"step": self.step, "epoch": self.epoch + self.batch_in_epoch / self.config["steps_per_epoch"]}
-        record.update({k: float(v) / steps for k, v in window.items()})
+        record.update({k: float(v) / steps for k, v in sums.items()})
         record["lr"] = self.scheduler.get_last_lr()[0]
         record["clouds_per_s"] = steps * self.config["batch_size"] * self.ctx.world_size / max(seconds, 1e-9)
         record["elapsed_s"] = self.elapsed_before + time.perf_counter() - self._start
         if self.ctx.is_main:
             with open(run_dir / METRICS_NAME, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
-        self._window, self._window_start = {}, time.perf_counter()
+        self._log_sums, self._log_start = {}, time.perf_counter()
         return record
 
 
