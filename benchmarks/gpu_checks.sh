@@ -67,7 +67,8 @@ tests)
     # (the files that hold gpu-marked tests: collecting all of tests/ would import the app's
     # browser-test packages, which the GPU image lacks)
     TAIL=15 part gpu_tests "${LIMIT:-240}" $PY -m pytest -q -m gpu -p no:cacheprovider \
-        tests/protein_care/test_device_paths.py tests/protein_care/test_augment.py tests/vision_benchmarks/test_device_paths.py
+        tests/protein_care/test_device_paths.py tests/protein_care/test_augment.py tests/vision_benchmarks/test_device_paths.py \
+        tests/vision_benchmarks/test_flowers.py
     ;;
 drift)
     for seed in ${SEEDS:-1 2}; do

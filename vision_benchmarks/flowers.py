@@ -86,7 +86,7 @@ def colour_jitter_retrieval(encoder: nn.Module, gallery: Tensor, augment: BatchA
     out = {}
     for name, views in (("plain", plain_views), ("jittered", jittered_views)):
         dist = torch.cdist(embed(encoder, views, space, amp=amp), gallery_emb)  # (q, N)
-        dist[torch.arange(len(query_idx)), query_idx.to(device)] = float("inf")  # not the query itself
+        dist[torch.arange(len(query_idx), device=device), query_idx.to(device)] = float("inf")  # not the query itself
         out[name] = dist.topk(k, dim=1, largest=False).indices.cpu()  # (q, k)
     colour = lambda imgs: imgs.float().div(255).mean(dim=(-1, -2))  # noqa: E731  (.., 3) mean RGB
     plain_img, jitter_img = _display(plain_views, augment).cpu(), _display(jittered_views, augment).cpu()

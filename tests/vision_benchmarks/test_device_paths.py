@@ -51,9 +51,10 @@ def test_cuda_pass_equals_the_cpus_for_the_same_parameters(sync_free):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_every_command_on_cuda_pretrain_probe_evaluate_report(tmp_path, capsys):
+def test_every_command_on_cuda_pretrain_probe_evaluate_report(tmp_path, capsys, flowers_root):
     """The CLI round trip of test_cli.py with run.device=cuda: bf16, channels_last and the
-    compiled augmentation (on by default on CUDA) in a real pretraining run."""
+    compiled augmentation (on by default on CUDA) in a real pretraining run; ``evaluate``
+    with the Flowers-102 retrieval."""
     import json
 
     from vision_benchmarks.cli import main
@@ -66,7 +67,12 @@ def test_every_command_on_cuda_pretrain_probe_evaluate_report(tmp_path, capsys):
     results = json.loads((run / "results.json").read_text())
     assert results["config"]["run"]["compile_augment"] and 0 <= results["knn_top1"] <= 100
     assert main(["linear-probe", str(run), "--set", "probe.epochs=2", "--set", "probe.seeds=[0]"]) == 0
-    assert main(["evaluate", str(run), "--set", "knn.k=3"]) == 0
+    assert main(["evaluate", str(run), "--set", "knn.k=3", "--set", f"measure.flowers_root={json.dumps(str(flowers_root))}",
+                 "--set", "measure.flowers_queries=2"]) == 0
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["flowers"]["gallery_size"] == 8 and evaluation["summary"]["n"] > 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["linear_probe_top1"]["per_seed"] and 0 <= results["linear_probe_top1"]["mean"] <= 100
     capsys.readouterr()
     assert main(["report", str(run)]) == 0
     assert "digits" in capsys.readouterr().out

@@ -1,46 +1,19 @@
-"""Flowers-102 colour-jitter retrieval (Fig. 4) on small synthetic files in the real on-disk
-format (``flowers-102/jpg/image_XXXXX.jpg``, ``imagelabels.mat``, ``setid.mat``), read by
-torchvision's ``Flowers102`` with only its MD5 check bypassed."""
+"""Flowers-102 colour-jitter retrieval (Fig. 4) on the small synthetic Flowers-102 folder of
+``conftest.flowers_root`` (real on-disk format, read by torchvision's ``Flowers102``)."""
 
 from __future__ import annotations
 
 import json
-import os
 
-import numpy as np
 import pytest
-import scipy.io
 import torch
-from PIL import Image
 from torch import nn
 
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
 from vision_benchmarks.data import DatasetNotFound
 from vision_benchmarks.flowers import colour_jitter_retrieval, load_flowers102, mosaic
 
-N_IMAGES = 18
-
-
-@pytest.fixture
-def flowers_root(tmp_path, monkeypatch):
-    """18 JPEGs of varied sizes and colours; ids 1-6 train, 7-10 val, 11-18 test."""
-    import torchvision.datasets.flowers102 as module
-
-    monkeypatch.setattr(module, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
-    base = tmp_path / "flowers-102"
-    (base / "jpg").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for image_id in range(1, N_IMAGES + 1):
-        h, w = int(rng.integers(40, 70)), int(rng.integers(40, 70))
-        colour = rng.integers(0, 256, 3)
-        pixels = np.clip(colour + rng.integers(-30, 30, (h, w, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(base / "jpg" / f"image_{image_id:05d}.jpg", quality=95)
-    labels = (np.arange(N_IMAGES) % 102 + 1).reshape(1, -1)  # 1-based, as the real file
-    scipy.io.savemat(base / "imagelabels.mat", {"labels": labels})
-    scipy.io.savemat(base / "setid.mat", {"trnid": np.arange(1, 7).reshape(1, -1),
-                                          "valid": np.arange(7, 11).reshape(1, -1),
-                                          "tstid": np.arange(11, N_IMAGES + 1).reshape(1, -1)})
-    return tmp_path
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")])
 
 
 class MeanColour(nn.Module):
@@ -72,10 +45,11 @@ def test_missing_flowers_says_how_to_get_them(tmp_path):
         load_flowers102(tmp_path, "test", 16)
 
 
-def test_jitter_retrieval_excludes_the_query_and_reports_overlap(flowers_root):
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_jitter_retrieval_excludes_the_query_and_reports_overlap(flowers_root, device):
     gallery, _ = load_flowers102(flowers_root, "test", 16)
     augment = BatchAugment(AugmentConfig(size=16, mean=(0.5,) * 3, std=(0.25,) * 3))
-    result = colour_jitter_retrieval(MeanColour(), gallery, augment, queries=3, k=4, seed=0)
+    result = colour_jitter_retrieval(MeanColour().to(device), gallery, augment, queries=3, k=4, seed=0)
     assert len(result["queries"]) == 3 and result["gallery_size"] == 8
     for q, plain, jittered in zip(result["queries"], result["neighbours_plain"], result["neighbours_jittered"]):
         assert q not in plain and q not in jittered and len(set(plain)) == 4
