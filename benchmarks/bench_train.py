@@ -23,6 +23,7 @@ StoreDataset.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -211,7 +212,7 @@ def main(argv=None) -> int:
                 one_data_ms, one_step_ms, ref_ms = (statistics.median(one[key]) * 1e3 for key in ("data", "step", "reference"))
                 windowed = time_trainer_steps(trainer, steps, warmup)
                 data_ms, step_ms = (statistics.mean(windowed[key]) * 1e3 for key in ("data", "step"))
-                ops = count_ops(lambda: trainer.make_window_views(first_window, 0)) / w
+                ops = count_ops(functools.partial(trainer.make_window_views, first_window, 0)) / w
                 if args.profile:
                     print_profile(trainer, batches, f"{name}, batch {b}")
                 rows.append((name, b, w, b / (step_ms / 1e3), step_ms, data_ms, 100 * data_ms / step_ms, ops,

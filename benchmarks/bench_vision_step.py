@@ -16,8 +16,15 @@ checks the arithmetic, it is not an H100 number.
 Columns: pipeline, arch, batch, training images/s (each image makes 2 views, or 4 for
 CARE), ms per step, ms of augmentation per step (batched: measured alone; release: time
 the step waited for the loader plus the CPU equivariance views), its share of the step,
-and (batched) the tensor ops one ``step_views`` call dispatches (top-level ``aten::`` ops,
-:func:`count_ops`; on a GPU each costs ~10 µs of host time).
+(batched) the tensor ops one ``step_views`` call dispatches (top-level ``aten::`` ops,
+:func:`count_ops`; on a GPU each costs ~10 µs of host time), the network's achieved
+TFLOP/s (the encoder's forward + backward FLOPs per step, counted once on the CPU, over
+the step's wall time) and with ``--profile`` on CUDA the share of the step the GPU is busy
+(near 100 %: bound by the GPU's arithmetic; well below: by the host's kernel launches).
+Optional rows: ``care+compiled-aug`` (``--compile-augment``: ``run.compile_augment``),
+``care-joint`` (``--joint-passes``: one forward pass over the four views,
+``method.passes = "joint"``) and ``care+compiled`` (``--compile-model``: the encoder and
+the augmentation compiled, ``run.compile``).
 Designed for one H100 with bf16 autocast and channels_last; ``--toy`` uses ResNet-18 at
 width 8, batch 32 and a few steps so that it finishes in well under a minute on CPU.
 """
@@ -37,10 +44,11 @@ from torch.utils.data import DataLoader, Dataset
 from protein_care.devices import resolve_device
 from protein_care.losses import care_loss, info_nce
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
+from vision_benchmarks.methods import SimCLR
 from vision_benchmarks.models import build_encoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _ops import count_ops  # noqa: E402
+from _ops import count_flops, count_ops, device_busy_ms  # noqa: E402
 
 WARMUP = 5  # untimed steps before each row (cuDNN autotuning, clocks ramping up)
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
@@ -94,43 +102,64 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def _train_step(model, views, care, n_split, amp, device):
-    """Embed each view (one pass per view, bf16 autocast), the loss, backward; synchronised."""
+def online_encoder(model, passes: str = "per-view", compile_model: bool = False) -> SimCLR:
+    """The training step's view embedding (``SimCLR.embed_views``, as ``method.step``
+    runs it): one pass per view or one joint pass, eager or ``torch.compile``d
+    (``run.compile``)."""
+    method = SimCLR(model, passes=passes)
+    if compile_model:
+        method.compile()
+    return method
+
+
+def _train_step(method, views, care, n_split, amp, device):
+    """Embed the views (bf16 autocast), the loss, backward; synchronised."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        z = [model.embed(v.contiguous(memory_format=torch.channels_last)) for v in views]
+        z = method.embed_views([v.contiguous(memory_format=torch.channels_last) for v in views])
         loss = care_loss(*z, temperature=0.5, lam=0.01, n_split=n_split)["loss"] if care else info_nce(*z, 0.5)
-    model.zero_grad(set_to_none=True)
+    method.zero_grad(set_to_none=True)
     loss.backward()
     sync(device)
 
 
-def bench_batched(model, data, care, batch, steps, device, n_split, amp, compile_augment=False):
-    """(median step ms, median augmentation ms, ops dispatched by one ``step_views`` call)."""
+def bench_batched(model, data, care, batch, steps, device, n_split, amp, *, compile_augment=False,
+                  passes="per-view", compile_model=False, profile=False) -> dict:
+    """Median step and augmentation ms, the ops one ``step_views`` call dispatches and
+    (``profile``, CUDA) the GPU's busy ms per step."""
     aug = BatchAugment(AugmentConfig(mean=MEAN, std=STD))
     if compile_augment:
         aug.compile()
+    method = online_encoder(model, passes, compile_model)
     g = torch.Generator(device=device).manual_seed(0)
-    step_ms, aug_ms = [], []
-    for step in range(steps + WARMUP):
+
+    def step():
         idx = torch.randint(0, data.shape[0], (batch,), device=device, generator=g)
         sync(device)
         t0 = time.perf_counter()
-        x = data[idx]
-        views = aug.step_views(x, g, n_split=n_split if care else None)  # what a training step does
+        views = aug.step_views(data[idx], g, n_split=n_split if care else None)  # what a training step does
         sync(device)
         t1 = time.perf_counter()
-        _train_step(model, views, care, n_split, amp, device)
-        if step >= WARMUP:
-            step_ms.append((time.perf_counter() - t0) * 1e3)
+        _train_step(method, views, care, n_split, amp, device)
+        return t0, t1, time.perf_counter()
+
+    step_ms, aug_ms = [], []
+    for i in range(steps + WARMUP):
+        t0, t1, t2 = step()
+        if i >= WARMUP:
+            step_ms.append((t2 - t0) * 1e3)
             aug_ms.append((t1 - t0) * 1e3)
-    ops = count_ops(lambda: aug.step_views(x, g, n_split=n_split if care else None))
-    return statistics.median(step_ms), statistics.median(aug_ms), ops
+    x = data[:batch]
+    return {"step_ms": statistics.median(step_ms), "augment_ms": statistics.median(aug_ms),
+            "augment_ops": count_ops(lambda: aug.step_views(x, g, n_split=n_split if care else None)),
+            "busy_ms": device_busy_ms(step, device) if profile else None}
 
 
-def bench_release(model, data, batch, steps, device, n_split, workers, amp):
+def bench_release(model, data, batch, steps, device, n_split, workers, amp) -> dict:
+    """Median step ms and the median time the step waited for its views."""
     loader = DataLoader(PairDataset(data.cpu()), batch_size=batch, shuffle=True, drop_last=True,
                         num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     equiv = release_tensor_transform()
+    method = online_encoder(model)
     step_ms, wait_ms = [], []
     it = iter(loader)
     for step in range(steps + WARMUP):
@@ -144,11 +173,20 @@ def bench_release(model, data, batch, steps, device, n_split, workers, amp):
         e1, e2 = equiv(img), equiv(img)
         t1 = time.perf_counter()
         views = [t.to(device, non_blocking=True) for t in (v1, v2, e1, e2)]
-        _train_step(model, views, True, n_split, amp, device)
+        _train_step(method, views, True, n_split, amp, device)
         if step >= WARMUP:
             step_ms.append((time.perf_counter() - t0) * 1e3)
             wait_ms.append((t1 - t0) * 1e3)
-    return statistics.median(step_ms), statistics.median(wait_ms), None
+    return {"step_ms": statistics.median(step_ms), "augment_ms": statistics.median(wait_ms), "augment_ops": None,
+            "busy_ms": None}
+
+
+def network_gflop_per_image(arch: str, width: int) -> float:
+    """GFLOP of one forward and backward pass of the encoder per 32-px image (the same on
+    any device; counted on the CPU on two images)."""
+    model = build_encoder(arch, width=width)
+    x = torch.rand(2, 3, 32, 32)
+    return count_flops(lambda: model.embed(x).sum().backward()) / 2 / 1e9
 
 
 # --------------------------------------------------------------------------- Table 1 wall-clock estimates
@@ -277,36 +315,51 @@ def estimate_table(device, steps: int, toy: bool, device_name: str, only: str | 
 
 
 def pipeline_table(args, device, amp: bool, name: str) -> list[dict]:
-    """Batched on-device augmentation against the release-style loader (the first table)."""
+    """Batched on-device augmentation against the release-style loader (the first table),
+    with the optional rows of ``--compile-augment``, ``--joint-passes``, ``--compile-model``."""
     if args.toy:
         archs, batches, width, steps, workers, n_images = ["resnet18"], [32], 8, min(args.steps, 3), 0, 256
     else:
         archs, batches, width, steps, workers, n_images = args.archs, args.batches, 64, args.steps, args.workers, 8192
     print(f"device: {name}; torch {torch.__version__}; median of {steps} steps; bf16 autocast: {amp}")
     data = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    header = (f"{'pipeline':<16} {'arch':<9} {'batch':>5} {'img/s':>8} {'step ms':>9} {'aug ms':>8} {'aug %':>6} "
-              f"{'aug ops':>7}")
+    header = (f"{'pipeline':<17} {'arch':<9} {'batch':>5} {'img/s':>8} {'step ms':>9} {'aug ms':>8} {'aug %':>6} "
+              f"{'aug ops':>7} {'TFLOP/s':>8} {'GPU busy':>8}")
     print(header + "\n" + "-" * len(header))
     rows = []
     for arch in archs:
         model = build_encoder(arch, width=width).to(device, memory_format=torch.channels_last)
+        gflop_per_image = network_gflop_per_image(arch, width)
         for batch in batches:
             n_split = min(args.n_split, batch // 2)
-            results = {
-                "batched-simclr": bench_batched(model, data.to(device), False, batch, steps, device, n_split, amp),
-                "batched-care": bench_batched(model, data.to(device), True, batch, steps, device, n_split, amp),
-                "release-care": bench_release(model, data, batch, steps, device, n_split, workers, amp),
-            }
+            on_device = data.to(device)
+
+            def batched(care, **options):
+                return bench_batched(model, on_device, care, batch, steps, device, n_split, amp,
+                                     profile=args.profile, **options)
+
+            results = {"batched-simclr": batched(False), "batched-care": batched(True),
+                       "release-care": bench_release(model, data, batch, steps, device, n_split, workers, amp)}
             if args.compile_augment:  # the same steps with the augmentation compiled (run.compile_augment)
-                results["care+compiled-aug"] = bench_batched(model, data.to(device), True, batch, steps, device,
-                                                             n_split, amp, compile_augment=True)
-            for pipeline, (step_ms, aug_ms, ops) in results.items():
-                row = {"pipeline": pipeline, "arch": arch, "batch": batch, "images_per_s": batch / step_ms * 1e3,
-                       "step_ms": step_ms, "augment_ms": aug_ms, "augment_share": aug_ms / step_ms,
-                       "augment_ops": ops, "device": name}
+                results["care+compiled-aug"] = batched(True, compile_augment=True)
+            if args.joint_passes:  # one forward pass over the four views (method.passes = "joint")
+                results["care-joint"] = batched(True, compile_augment=args.compile_augment, passes="joint")
+            if args.compile_model:  # the encoder compiled as well (run.compile = true)
+                results["care+compiled"] = batched(True, compile_augment=True, compile_model=True)
+            for pipeline, r in results.items():
+                views = 2 if pipeline == "batched-simclr" else 4
+                gflop = gflop_per_image * views * batch
+                row = {"pipeline": pipeline, "arch": arch, "batch": batch, "images_per_s": batch / r["step_ms"] * 1e3,
+                       "step_ms": r["step_ms"], "augment_ms": r["augment_ms"],
+                       "augment_share": r["augment_ms"] / r["step_ms"], "augment_ops": r["augment_ops"],
+                       "network_gflop": gflop, "tflop_per_s": gflop / r["step_ms"], "gpu_busy_ms": r["busy_ms"],
+                       "device": name}
                 rows.append(row)
-                print(f"{pipeline:<16} {arch:<9} {batch:>5} {row['images_per_s']:>8.0f} {step_ms:>9.1f} "
-                      f"{aug_ms:>8.1f} {100 * row['augment_share']:>5.1f}% {'-' if ops is None else ops:>7}")
+                ops = "-" if r["augment_ops"] is None else r["augment_ops"]
+                busy = "-" if r["busy_ms"] is None else f"{100 * r['busy_ms'] / r['step_ms']:.0f}%"
+                print(f"{pipeline:<17} {arch:<9} {batch:>5} {row['images_per_s']:>8.0f} {r['step_ms']:>9.1f} "
+                      f"{r['augment_ms']:>8.1f} {100 * row['augment_share']:>5.1f}% {ops:>7} "
+                      f"{row['tflop_per_s']:>8.2f} {busy:>8}")
     return rows
 
 
@@ -321,6 +374,12 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, nargs="+", default=[256, 512], help="batch sizes of the first table")
     parser.add_argument("--compile-augment", action="store_true",
                         help="add a row with the augmentation compiled by torch.compile")
+    parser.add_argument("--joint-passes", action="store_true",
+                        help="add a row with one forward pass over the four views (method.passes = joint)")
+    parser.add_argument("--compile-model", action="store_true",
+                        help="add a row with the encoder and the augmentation compiled (run.compile = true)")
+    parser.add_argument("--profile", action="store_true",
+                        help="CUDA: the GPU's busy share of each batched step (torch.profiler), in 'GPU busy'")
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the release pipeline")
     parser.add_argument("--n-split", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")

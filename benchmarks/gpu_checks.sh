@@ -43,7 +43,9 @@ bench)
     # the trainer's default view window on CUDA, with one step at a time (W = 1) timed beside it
     part bench_train 150 $PY benchmarks/bench_train.py --device cuda --store "$STORE" --batch-sizes 64 256 1024 \
         --write "$OUT/bench_train_cuda.md"
-    # VISION_ARGS: extra options, e.g. --no-estimates to skip the Table 1 wall-clock estimates
+    # VISION_ARGS: extra options, e.g. --no-estimates to skip the Table 1 wall-clock estimates;
+    # "--compile-augment --joint-passes --compile-model --profile" adds the rows of the levers
+    # on the network's rate (benchmarks/results/vision_step_flops.md) and the GPU's busy share
     part bench_vision_step "${VISION_LIMIT:-280}" $PY benchmarks/bench_vision_step.py --steps 15 --estimate-steps 8 \
         --out "$OUT/bench_vision_step.json" ${VISION_ARGS:-}
     # Two 2-epoch digits runs on CUDA, compiled and eager, same seed: the 2026-11-25 eager run's

@@ -145,6 +145,7 @@ def fill_defaults(cfg: dict) -> dict:
 def validate(cfg: dict) -> None:
     """Cross-field checks that the schema's types cannot express."""
     from protein_care.losses import LOSS_VARIANTS
+    from vision_benchmarks.methods import PASSES
 
     method = cfg["method"]
     if method["framework"] not in ("simclr", "moco"):
@@ -168,6 +169,7 @@ def validate(cfg: dict) -> None:
         ("optim", "optimizer", ("adam", "sgd")), ("probe", "optimizer", ("adam", "sgd")),
         ("optim", "schedule", ("constant", "cosine", "step")), ("probe", "schedule", ("constant", "cosine", "step")),
         ("method", "equiv_views", ("per-chunk", "release")), ("method", "normalization", ("release", "pair_mean")),
+        ("method", "passes", PASSES),
         ("measure", "space", ("projection", "backbone")), ("measure", "flowers_space", ("projection", "backbone")),
         ("measure", "flowers_split", ("train", "val", "test")), ("augment", "blur_impl", ("torchvision", "cv2")),
     ):

@@ -76,6 +76,8 @@ def test_cross_field_checks_name_the_fields():
         load_config("digits_care", ["method.loss=byol"])
     with pytest.raises(ConfigError, match="ablations"):
         load_config("digits_care", ["method.framework=moco", "method.loss=inv"])
+    with pytest.raises(ConfigError, match="method.passes must be one of"):
+        load_config("digits_care", ["method.passes=single"])
 
 
 def test_a_config_file_outside_the_package_and_a_missing_one(tmp_path):

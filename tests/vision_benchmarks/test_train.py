@@ -4,6 +4,7 @@ same weights, and results.json holds what the report needs."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -55,6 +56,57 @@ def test_care_makes_four_forward_passes_and_simclr_two(loss, passes, digits):
     method.encoder.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
     method.step(digits.train[:16], augment, torch.Generator().manual_seed(0))
     assert sizes == [16] * passes
+
+
+@pytest.mark.parametrize("framework,equiv_batch,sizes", [
+    ("simclr", 0, [64]), ("simclr", 8, [48]), ("moco", 0, [48]),  # MoCo: v1, ẽ1, ẽ2 (v2 is the key encoder's)
+])
+def test_joint_passes_embed_the_online_views_in_one_forward(framework, equiv_batch, sizes, digits):
+    cfg = tiny("digits_care", "method.passes=joint", f"method.framework={framework}",
+               f"method.equiv_batch_size={equiv_batch}", "method.n_split=2")
+    method, augment = build_all(cfg, digits, torch.device("cpu"))
+    seen = []
+    method.encoder.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    parts = method.step(digits.train[:16], augment, torch.Generator().manual_seed(0))
+    assert seen == sizes and torch.isfinite(parts["loss"])
+
+
+@pytest.mark.parametrize("framework", ["simclr", "moco"])
+def test_joint_and_per_view_passes_agree_without_batch_statistics(framework, digits):
+    """In eval mode (no batch statistics) joining the views changes nothing: same loss
+    parts, same gradients; in training mode BatchNorm sees all views at once, so they differ."""
+    cfg = tiny("digits_care", f"method.framework={framework}")
+    per_view, augment = build_all(cfg, digits, torch.device("cpu"))
+    joint = copy.deepcopy(per_view)
+    joint.passes = "joint"
+    for training in (False, True):
+        results = []
+        for method in (per_view, joint):
+            method.train(training)
+            method.zero_grad(set_to_none=True)
+            torch.manual_seed(1)  # MoCo's key shuffle
+            parts = method.step(digits.train[:16], augment, torch.Generator().manual_seed(0))
+            parts["loss"].backward()
+            results.append((parts, [p.grad.clone() for p in method.encoder.parameters()]))
+        (a, grads_a), (b, grads_b) = results
+        if not training:
+            for key in a:
+                torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+            for ga, gb in zip(grads_a, grads_b):
+                torch.testing.assert_close(ga, gb, rtol=1e-3, atol=1e-5)
+        else:
+            assert not torch.allclose(a["loss"], b["loss"], rtol=1e-4, atol=1e-5)
+
+
+def test_joint_passes_need_views_of_one_shape(digits):
+    method, _ = build_all(tiny("digits_care", "method.passes=joint"), digits, torch.device("cpu"))
+    with pytest.raises(ValueError, match="one image shape"):
+        method.embed_views([torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 24, 24)])
+    views = [torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last) for _ in range(2)]
+    seen = []
+    method.encoder.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    method.embed_views(views)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
 
 
 def test_run_compile_augment_compiles_the_augmentation_on_cuda_only(digits, monkeypatch):
