@@ -5,10 +5,12 @@ Everything here is a thin layer over the library: runs are loaded with
 :func:`protein_care.trajectories.compute_trajectories`, uploads are parsed by
 :func:`data_pipeline.parse.try_read_structure` with the pipeline's policy. The service
 adds what an interactive page needs: labels, a search over cloud IDs, uploads kept in
-memory, and an LRU cache so that each (run, protein, axis, steps) is embedded once.
+memory, and an LRU cache (:mod:`~apps.trajectory_explorer.cache`) so that each (run,
+protein, axis, steps) is embedded once; the page's axis and steps are checked by
+:mod:`~apps.trajectory_explorer.inputs`.
 
     >>> data = ExplorerData.open(["runs/care", "runs/simclr"], "stores/pdb")   # doctest: +SKIP
-    >>> traj = data.trajectory("0", "1A2K_r_u", parse_axis("custom", "1 1 0"), 64)  # doctest: +SKIP
+    >>> traj = data.trajectory("0", "1A2K_r_u", inputs.parse_axis("custom", "1 1 0"), 64)  # doctest: +SKIP
     >>> traj.embeddings.shape   # (1 protein, 1 axis, 64 steps, dim)                   # doctest: +SKIP
 """
 
@@ -24,26 +26,23 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from apps.trajectory_explorer.cache import LRUCache
+from apps.trajectory_explorer.inputs import Axis, ExplorerError, check_steps
+
 #: Upload file names the explorer accepts (case-insensitive); the content decides the format.
 UPLOAD_SUFFIXES = (".cif", ".cif.gz", ".pdb", ".pdb.gz", ".ent", ".ent.gz")
 DEFAULT_MAX_UPLOAD_MB = 20.0
 #: A gzipped upload may unpack to at most this many times the upload limit.
 DECOMPRESSION_FACTOR = 10
-MAX_STEPS = 720
-AXIS_NAMES = ("x", "y", "z")
 UPLOAD_PREFIX = "upload:"
 METRICS_JSON = "metrics.json"  # written by `protein-care evaluate` (evaluation.evaluate.METRICS_NAME)
-
-
-class ExplorerError(Exception):
-    """A problem to show to the user as a message (never a traceback)."""
 
 
 class RunLoadError(ExplorerError):
@@ -57,52 +56,6 @@ class RunLoadError(ExplorerError):
 
 class StoreLoadError(ExplorerError):
     """The store cannot be opened."""
-
-
-# --------------------------------------------------------------------------- small values
-
-
-@dataclass(frozen=True)
-class Axis:
-    """A rotation axis: ``spec`` is ``"x"``/``"y"``/``"z"`` or a unit 3-tuple (what
-    :func:`protein_care.geometry.axis_rotation` takes), ``label`` how the page names it."""
-
-    spec: str | tuple[float, float, float]
-    label: str
-
-
-def parse_axis(choice: str | None, text: str | None = None) -> Axis:
-    """The axis chosen in the page: ``x``, ``y``, ``z``, or ``custom`` with ``text``
-    holding three numbers (``"1 1 0"``, ``"1, 1, 0"``, ``"[1,1,0]"``). Raises
-    :class:`ExplorerError` with what was expected."""
-    if choice in AXIS_NAMES:
-        return Axis(choice, choice)
-    if choice != "custom":
-        raise ExplorerError(f"axis must be x, y, z or custom, got {choice!r}")
-    parts = [p for p in re.split(r"[\s,;()\[\]]+", (text or "").strip()) if p]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 3 or not all(np.isfinite(values)):
-        raise ExplorerError(f"custom axis: type three numbers such as 1 1 0, got {text!r}")
-    norm = float(np.linalg.norm(values))
-    if norm == 0.0:
-        raise ExplorerError("custom axis: the direction must not be (0, 0, 0)")
-    unit = tuple(round(v / norm, 9) + 0.0 for v in values)  # + 0.0: no negative zero in labels
-    label = "(" + ", ".join(f"{v:.3g}" for v in unit) + ")"
-    return Axis(unit, label)
-
-
-def check_steps(steps) -> int:
-    """Steps per turn as an int in [2, MAX_STEPS]; :class:`ExplorerError` otherwise."""
-    try:
-        value = float(steps)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not value.is_integer() or not 2 <= value <= MAX_STEPS:
-        raise ExplorerError(f"steps must be a whole number from 2 to {MAX_STEPS}, got {steps!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -128,55 +81,6 @@ class RunEntry:
     @property
     def length_scale(self) -> float:
         return float(self.run.config["length_scale"])
-
-
-# --------------------------------------------------------------------------- the LRU cache
-
-
-class LRUCache:
-    """A thread-safe least-recently-used cache; :meth:`get_or_compute` runs ``compute``
-    at most once per key at a time (computations are serialised: two CPU cores do not
-    gain from two encoders running at once)."""
-
-    def __init__(self, maxsize: int = 256) -> None:
-        if maxsize < 1:
-            raise ValueError(f"cache size must be >= 1, got {maxsize}")
-        self.maxsize = maxsize
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self._compute_lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key) -> bool:
-        return key in self._items
-
-    def _get(self, key):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return True, self._items[key]
-        return False, None
-
-    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        found, value = self._get(key)
-        if found:
-            return value
-        with self._compute_lock:
-            found, value = self._get(key)  # computed by another thread while we waited
-            if found:
-                return value
-            value = compute()
-            with self._lock:
-                self.misses += 1
-                self._items[key] = value
-                while len(self._items) > self.maxsize:
-                    self._items.popitem(last=False)
-        return value
 
 
 # --------------------------------------------------------------------------- the service

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dash import dcc, html
 
-from apps.trajectory_explorer.data import MAX_STEPS, ExplorerData, format_size
+from apps.trajectory_explorer.data import ExplorerData, format_size
+from apps.trajectory_explorer.inputs import MAX_STEPS
 from apps.trajectory_explorer.views import protein_options, slider_settings
 
 DEFAULT_STEPS = 64

@@ -17,7 +17,8 @@ import numpy as np
 from dash import dcc, html
 
 from apps.trajectory_explorer import figures
-from apps.trajectory_explorer.data import ExplorerData, ExplorerError, check_steps, parse_axis
+from apps.trajectory_explorer.data import ExplorerData
+from apps.trajectory_explorer.inputs import ExplorerError, check_steps, parse_axis
 
 log = logging.getLogger(__name__)
 

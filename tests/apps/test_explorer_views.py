@@ -15,16 +15,10 @@ import pytest
 import torch
 
 from apps.trajectory_explorer import views
-from apps.trajectory_explorer.data import (
-    ExplorerData,
-    ExplorerError,
-    LRUCache,
-    RunLoadError,
-    StoreLoadError,
-    check_steps,
-    parse_axis,
-)
+from apps.trajectory_explorer.cache import LRUCache
+from apps.trajectory_explorer.data import ExplorerData, RunLoadError, StoreLoadError
 from apps.trajectory_explorer.figures import HIGHLIGHT_NAME
+from apps.trajectory_explorer.inputs import ExplorerError, check_steps, parse_axis
 from protein_care.plotting import png_export_available
 from protein_care.trajectories import compute_trajectories, project_trajectories
 
