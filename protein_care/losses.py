@@ -1,7 +1,8 @@
 """The CARE loss core: InfoNCE, the orthogonal-equivariance loss, and their sums.
 
 Pure functions on embedding tensors (any device, any float dtype; Gram matrices and
-logits are computed in float32 or wider), with thin :class:`torch.nn.Module` wrappers
+logits are computed in float32 or wider, also inside an autocast region: see
+:mod:`protein_care.precision`), with thin :class:`torch.nn.Module` wrappers
 that only hold settings. Nothing here knows about proteins or images: the protein
 trainer and ``vision_benchmarks`` both call these functions.
 
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from protein_care.options import NORMALIZATIONS
+from protein_care.precision import compute_dtype, full_precision
 
 
 # --------------------------------------------------------------------------- checks
@@ -45,15 +47,10 @@ def _check_pair(name1: str, z1: Tensor, name2: str, z2: Tensor) -> None:
         raise ValueError(f"{name1} must hold at least one row, got shape {tuple(z1.shape)}")
 
 
-def _compute_dtype(z: Tensor) -> torch.dtype:
-    """float32 for half/bfloat16 inputs (Gram matrices and logits overflow or lose
-    precision in 16 bits), otherwise the input's own dtype (float32 or float64)."""
-    return torch.float64 if z.dtype == torch.float64 else torch.float32
-
-
 # --------------------------------------------------------------------------- InfoNCE
 
 
+@full_precision
 def info_nce(z1: Tensor, z2: Tensor, temperature: float = 0.5, return_parts: bool = False):
     r"""NT-Xent / InfoNCE on ``n`` positive pairs (SimCLR form; CARE paper §3, L_inv + L_unif).
 
@@ -81,7 +78,7 @@ def info_nce(z1: Tensor, z2: Tensor, temperature: float = 0.5, return_parts: boo
     _check_temperature(temperature)
     _check_pair("z1", z1, "z2", z2)
     n = z1.shape[0]
-    z = torch.cat([z1, z2], dim=0).to(_compute_dtype(z1))  # (2n, d)
+    z = torch.cat([z1, z2], dim=0).to(compute_dtype(z1))  # (2n, d)
     logits = (z @ z.T) / temperature  # (2n, 2n)
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
@@ -96,6 +93,7 @@ def info_nce(z1: Tensor, z2: Tensor, temperature: float = 0.5, return_parts: boo
     return loss
 
 
+@full_precision
 def info_nce_queue(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) -> Tensor:
     r"""MoCo-v2 InfoNCE with a queue of negatives.
 
@@ -116,7 +114,7 @@ def info_nce_queue(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2
     _check_pair("q", q, "k", k)
     if queue.ndim != 2 or queue.shape[1] != q.shape[1]:
         raise ValueError(f"queue must be [M, {q.shape[1]}], got shape {tuple(queue.shape)}")
-    dtype = _compute_dtype(q)
+    dtype = compute_dtype(q)
     q, k, queue = q.to(dtype), k.to(dtype), queue.to(dtype)
     positive = (q * k).sum(dim=1, keepdim=True)  # (n, 1)
     negative = q @ queue.T  # (n, M)
@@ -128,6 +126,7 @@ def info_nce_queue(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2
 # --------------------------------------------------------------------------- equivariance
 
 
+@full_precision
 def equivariance_loss(
     z1: Tensor,
     z2: Tensor,
@@ -169,7 +168,7 @@ def equivariance_loss(
         raise ValueError(f"each chunk needs at least 2 rows: n={n}, n_split={n_split} gives chunk size {chunk}")
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    dtype = _compute_dtype(z1)
+    dtype = compute_dtype(z1)
     a = z1.to(dtype).reshape(n_split, chunk, d)  # (chunks, c, d)
     b = z2.to(dtype).reshape(n_split, chunk, d)
     if form is not None:
@@ -249,6 +248,7 @@ def loss_variant(name: str) -> LossVariant:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSS_VARIANTS)}") from None
 
 
+@full_precision
 def combined_loss(
     name: str,
     z1: Tensor,
@@ -289,6 +289,7 @@ def combined_loss(
     return out
 
 
+@full_precision
 def orbit_similarity(z1_eq: Tensor, z2_eq: Tensor) -> Tensor:
     r"""Mean cosine between the two equivariance views of each sample (unit rows):
 
@@ -302,6 +303,7 @@ def orbit_similarity(z1_eq: Tensor, z2_eq: Tensor) -> Tensor:
     return (z1_eq * z2_eq).sum(dim=1).mean()
 
 
+@full_precision
 def care_loss(
     z1: Tensor,
     z2: Tensor,

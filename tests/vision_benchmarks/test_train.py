@@ -109,6 +109,17 @@ def test_joint_passes_need_views_of_one_shape(digits):
     assert seen[0].is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("framework", ["simclr", "moco"])
+def test_a_step_under_bf16_autocast_computes_its_loss_in_float32(framework, digits):
+    """train.py runs method.step inside bf16 autocast on CUDA (run.amp); the CPU's bf16
+    autocast stands in: the encoder runs in bf16, the loss parts come out in float32."""
+    method, augment = build_all(tiny("digits_care", f"method.framework={framework}"), digits, torch.device("cpu"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        parts = method.step(digits.train[:16], augment, torch.Generator().manual_seed(0))
+    assert all(v.dtype == torch.float32 for v in parts.values())
+    torch.testing.assert_close(parts["loss"], parts["info_nce"] + method.lam * parts["equivariance"])
+
+
 def test_run_compile_augment_compiles_the_augmentation_on_cuda_only(digits, monkeypatch):
     calls = []
     monkeypatch.setattr("vision_benchmarks.augment.BatchAugment.compile", lambda self, **kw: calls.append(kw))
