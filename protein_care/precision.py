@@ -8,7 +8,7 @@ multiple of 1/16. And the Gram-matrix differences that L_equi squares are of the
 the rounding itself once the encoder is nearly equivariant.
 
 The image benchmarks run their whole training step, loss included, under bf16 autocast
-(``run.amp``). There, casting the embeddings to float32 is not enough: autocast casts a
+(``run.amp``; their augmentation switches it off for itself). There, casting the embeddings to float32 is not enough: autocast casts a
 float32 matrix product back to bfloat16. :func:`full_precision` therefore turns autocast
 off for the loss, and :func:`compute_dtype` casts 16-bit inputs up.
 """
