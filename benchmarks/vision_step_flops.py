@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_vision_step import network_gflop_per_image  # noqa: E402
 
 GOAL = 10.0
+REQUIRED_KEYS = {"pipelines", "device", "date", "torch"}
 
 
 def views_of(pipeline: str) -> int:
@@ -52,8 +53,10 @@ def ceilings(rows: list[dict]) -> list[dict]:
         best_rate = max(r["network_tflop_per_s"] for r in rows if r["arch"] == arch)
         for batch in dict.fromkeys(r["batch"] for r in rows if r["arch"] == arch):
             cell = [r for r in rows if r["arch"] == arch and r["batch"] == batch]
-            release = next(r for r in cell if r["pipeline"] == "release-care")
+            release = next((r for r in cell if r["pipeline"] == "release-care"), None)
             care = [r for r in cell if r["pipeline"] not in ("release-care", "batched-simclr")]
+            if release is None or not care:  # a cell without both sides has no ratio
+                continue
             fastest = min(care, key=lambda r: r["step_ms"])
             floor_ms = release["network_gflop"] / best_rate + min(r["augment_ms"] for r in care)
             out.append({"arch": arch, "batch": batch, "release_ms": release["step_ms"],
@@ -67,7 +70,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", help="JSON files written by bench_vision_step.py --out on a GPU")
     args = parser.parse_args(argv)
-    results = [(path, json.loads(Path(path).read_text())) for path in args.results]
+    results = []
+    for path in args.results:
+        try:
+            result = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            parser.error(f"{path}: not a JSON file written by bench_vision_step.py --out ({error})")
+        missing = sorted(REQUIRED_KEYS - set(result)) if isinstance(result, dict) else sorted(REQUIRED_KEYS)
+        if missing:
+            parser.error(f"{path}: not a JSON file written by bench_vision_step.py --out (no {', '.join(missing)})")
+        results.append((path, result))
     archs = {r["arch"] for _, res in results for r in res["pipelines"]}
     gflop = {arch: network_gflop_per_image(arch, 64) for arch in sorted(archs)}
     print("GFLOP per image, forward + backward (32 px, width 64): "

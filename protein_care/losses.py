@@ -289,7 +289,6 @@ def combined_loss(
     return out
 
 
-@full_precision
 def orbit_similarity(z1_eq: Tensor, z2_eq: Tensor) -> Tensor:
     r"""Mean cosine between the two equivariance views of each sample (unit rows):
 
@@ -300,10 +299,10 @@ def orbit_similarity(z1_eq: Tensor, z2_eq: Tensor) -> Tensor:
     invariant encoder makes both views' Gram matrices equal), so adding μ·S to the loss
     penalises the invariant shortcut. Not in the paper: measured in
     ``benchmarks/results/protein_settings.md``."""
-    return (z1_eq * z2_eq).sum(dim=1).mean()
+    dtype = compute_dtype(z1_eq)
+    return (z1_eq.to(dtype) * z2_eq.to(dtype)).sum(dim=1).mean()
 
 
-@full_precision
 def care_loss(
     z1: Tensor,
     z2: Tensor,
@@ -321,7 +320,8 @@ def care_loss(
     ``z1, z2`` are the invariance views (independent augmentations per sample);
     ``z1_eq, z2_eq`` the equivariance views (one augmentation pair per chunk of
     ``n_split``). Returns ``loss``, ``info_nce``, ``alignment``, ``uniformity``,
-    ``equivariance``.
+    ``equivariance``. Computed in float32 or wider inside autocast too
+    (:func:`combined_loss` is :func:`~protein_care.precision.full_precision`).
     """
     return combined_loss(
         "care", z1, z2, z1_eq, z2_eq,

@@ -354,6 +354,7 @@ def test_bf16_embeddings_get_a_float32_loss_and_bf16_gradients():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         parts = care_loss(*raw, temperature=0.5, lam=0.01, n_split=4)
     assert parts["loss"].dtype == torch.float32
+    assert losses.orbit_similarity(raw[2], raw[3]).dtype == torch.float32
     expected = care_loss(*(r.detach().float() for r in raw), temperature=0.5, lam=0.01, n_split=4)
     torch.testing.assert_close(parts["loss"], expected["loss"])
     parts["loss"].backward()

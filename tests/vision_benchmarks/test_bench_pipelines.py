@@ -71,3 +71,18 @@ def test_flop_ceiling_is_the_release_step_over_the_fastest_care_step_the_rates_a
     path.write_text(json.dumps(result))
     flops.main([str(path)])
     assert "6.5x" in capsys.readouterr().out
+
+
+def test_flop_ceiling_names_a_file_that_is_not_benchmark_output(tmp_path, capsys):
+    flops = load_benchmark("vision_step_flops")
+    bad = tmp_path / "notes.json"
+    bad.write_text('{"rows": []}')
+    for path in (bad, tmp_path / "missing.json"):
+        with pytest.raises(SystemExit) as exit_info:
+            flops.main([str(path)])
+        assert exit_info.value.code == 2
+        assert f"{path}: not a JSON file written by bench_vision_step.py --out" in capsys.readouterr().err
+    # a run without the release pipeline's rows has no ratio to bound
+    rows = flops.network_rows({"pipelines": [{"pipeline": "batched-care", "arch": "resnet18", "batch": 8,
+                                               "step_ms": 2.0, "augment_ms": 1.0}]}, {"resnet18": 1.0})
+    assert flops.ceilings(rows) == []
