@@ -3,7 +3,7 @@
 # a CUDA machine; every part logs to $OUT and one failing part does not stop the others.
 #
 #   OUT=gpu-out STORE=path/to/store bash benchmarks/gpu_checks.sh bench   # throughput tables
-#   OUT=gpu-out STORE=path/to/store STEPS=2000 bash benchmarks/gpu_checks.sh demo
+#   OUT=gpu-out STORE=path/to/store [STEPS=2000] bash benchmarks/gpu_checks.sh demo
 #   OUT=gpu-out STORE=path/to/store bash benchmarks/gpu_checks.sh drift   # longer budgets, more seeds
 #   OUT=gpu-out STORE=path/to/store bash benchmarks/gpu_checks.sh tests   # the CUDA-marked tests (pytest -m gpu)
 #
@@ -17,7 +17,7 @@
 #   digits pretraining runs through the real CLI (bf16, compiled and eager).
 # drift: the settings sweep at 5,000 steps for seeds 1 and 2, with --anti-invariance 1 (seed 0 ran on 2026-11-26: the
 #   split embedding held at 5,000 and 10,000 steps, the paper's CARE reached 49 deg), ~3 min each.
-# demo: protein-care demo on the given store at STEPS steps per run; results.json,
+# demo: protein-care demo on the given store at STEPS steps per run (default: the demo's own); results.json,
 #   report.html and the runs (weights snapshots, configs, metrics) come back in $OUT.
 set -u
 OUT=${OUT:?set OUT to an output folder}
@@ -82,7 +82,7 @@ demo)
     # run_demo directly: the CLI imports every command, and build-dataset needs Biopython,
     # which the GPU image lacks (it has no gemmi or plotly either: carry their wheels)
     part demo "${LIMIT:-330}" $PY -c "from protein_care.demo import run_demo; \
-run_demo('/tmp/demo', store_dir='$STORE', steps=${STEPS:-2000}, device='cuda')"
+run_demo('/tmp/demo', store_dir='$STORE', steps=${STEPS:-None}, device='cuda')"
     cp /tmp/demo/results.json "$OUT/demo_results.json"
     cp /tmp/demo/report.html "$OUT/demo_report.html"
     tar czf "$OUT/demo_runs.tgz" -C /tmp/demo --exclude checkpoint.pt runs

@@ -21,8 +21,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--store", default=None,
                         help="an existing point-cloud store (from build-dataset) to use instead of building one "
                         "from --pdb-dir")
-    parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget used to choose the steps (default: 10)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: fitted to --minutes)")
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="wall-clock budget: on a machine too slow for the default steps, fewer steps are "
+                        "trained (default: 10)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps per run (default: 1,200, the length the demo's settings were "
+                        "checked at, or fewer if they do not fit --minutes)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed shared by every run (default: 0)")
     parser.add_argument("--workers", type=int, default=None, help="parser processes for the store (default: CPU count)")

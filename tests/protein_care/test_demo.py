@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from protein_care.cli import main
-from protein_care.demo import DEMO_RUNS, TRADEOFF_LAMBDAS, fit_batch_size, slugify
+from protein_care.demo import DEMO_RUNS, DEMO_STEPS, TRADEOFF_LAMBDAS, fit_batch_size, slugify, steps_within_budget
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,6 +25,23 @@ def test_fit_batch_size_keeps_chunks_whole():
     assert fit_batch_size(50, 64, 4) == 48
     with pytest.raises(ValueError, match="at least 8"):
         fit_batch_size(7, 64, 4)
+
+
+def test_demo_trains_its_fixed_steps_unless_the_budget_cannot_fit_them(capsys):
+    # a fast machine (or a GPU) does not train longer than the checked length
+    assert steps_within_budget(50 * DEMO_STEPS, 10.0) == DEMO_STEPS
+    assert steps_within_budget(DEMO_STEPS, 10.0) == DEMO_STEPS
+    assert "warning" not in capsys.readouterr().out
+    # a slow one trains what fits, and says so
+    assert steps_within_budget(700, 10.0) == 700
+    said = capsys.readouterr().out
+    assert "warning" in said and "700" in said and f"{DEMO_STEPS}" in said and "--minutes" in said
+
+
+def test_demo_help_names_the_default_steps(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert f"{DEMO_STEPS:,}" in " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.slow
