@@ -1,8 +1,8 @@
 """Data-parallel pretraining: ``vision-benchmarks pretrain`` under torchrun with 2 gloo ranks
-on 127.0.0.1 keeps the ranks' parameters identical, each rank's loss equals a one-process
-computation on the same rank-local batch and augmentation parameters, the update equals
-one-process Adam on the averaged gradients, the shards follow DistributedSampler, and
-only rank 0 writes the run folder."""
+on 127.0.0.1 (per-view and joint encoder passes) keeps the ranks' parameters identical,
+each rank's loss equals a one-process computation on the same rank-local batch and
+augmentation parameters, the update equals one-process Adam on the averaged gradients, the
+shards follow DistributedSampler, and only rank 0 writes the run folder."""
 
 from __future__ import annotations
 
@@ -76,9 +76,9 @@ def _params(method_state: dict, method) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("framework", ["simclr", "moco"])
-def test_two_gloo_ranks_match_one_process_exactly(tmp_path, framework):
-    extra = [f"method.framework={framework}"]
+@pytest.mark.parametrize(("framework", "passes"), [("simclr", "per-view"), ("moco", "per-view"), ("simclr", "joint")])
+def test_two_gloo_ranks_match_one_process_exactly(tmp_path, framework, passes):
+    extra = [f"method.framework={framework}", f"method.passes={passes}"]
     run, traces = _torchrun(tmp_path, "digits_care", *extra)
     cfg = load_config("digits_care", [*TINY, *extra])
     data = load_data(cfg)
@@ -142,6 +142,7 @@ def test_two_gloo_ranks_match_one_process_exactly(tmp_path, framework):
     assert ckpt["world_size"] == 2 and len(ckpt["augment_states"]) == 2
     results = json.loads((run / "results.json").read_text())
     assert results["timings"]["world_size"] == 2 and results["epochs"] == 1
+    assert results["config"]["method"]["passes"] == passes  # the losses above tell joint from per-view passes
     assert not list(run.glob(".*tmp"))
     with pytest.raises(ValueError, match="trained by 2 process"):  # resuming needs the same world size
         pretrain(cfg, run, data=data)
