@@ -107,7 +107,10 @@ def load_config(config: str | Path, overrides: Iterable[str] = ()) -> dict:
     table = copy.deepcopy(datasets[dataset])
     per_framework = table.pop("framework", {})
     _merge(cfg, table, base, f"_base.toml [datasets.{dataset}]")
-    framework = user.get("method", {}).get("framework", cfg["method"]["framework"])
+    overrides = list(overrides)
+    # the framework (and so its table) as the run file and --set leave it
+    chosen = apply_overrides(_merged(copy.deepcopy(cfg), user, base, str(path)), overrides, base)
+    framework = chosen["method"]["framework"]
     _merge(cfg, per_framework.get(framework, {}), base, f"_base.toml [datasets.{dataset}.framework.{framework}]")
     _merge(cfg, user, base, str(path))
     apply_overrides(cfg, overrides, base)
@@ -115,6 +118,11 @@ def load_config(config: str | Path, overrides: Iterable[str] = ()) -> dict:
     cfg["config_file"] = path.name
     validate(cfg)
     return cfg
+
+
+def _merged(target: dict, source: dict, schema: dict, where: str) -> dict:
+    _merge(target, copy.deepcopy(source), schema, where)
+    return target
 
 
 def apply_overrides(cfg: dict, overrides: Iterable[str], schema: dict | None = None) -> dict:
@@ -142,11 +150,70 @@ def fill_defaults(cfg: dict) -> dict:
     return cfg
 
 
+#: Counts that must be at least 1, and those that may be 0 (0 means "off" or "all").
+AT_LEAST_ONE = (("run", "checkpoint_every"), ("model", "width"), ("model", "hidden_dim"), ("model", "proj_dim"),
+                ("method", "n_split"), ("moco", "queue_size"), ("moco", "key_bn_splits"), ("augment", "size"),
+                ("optim", "epochs"), ("optim", "batch_size"), ("knn", "k"), ("probe", "epochs"), ("probe", "batch_size"),
+                ("measure", "augmentations"), ("measure", "images"), ("measure", "histogram_bins"),
+                ("measure", "flowers_queries"), ("measure", "flowers_k"), ("data", "store_size"))
+AT_LEAST_ZERO = (("run", "threads"), ("run", "knn_every"), ("run", "log_every"), ("run", "snapshot_every"),
+                 ("data", "workers"), ("data", "train_subset"), ("data", "test_subset"), ("method", "equiv_batch_size"),
+                 ("optim", "warmup_epochs"), ("measure", "flowers_max_images"),
+                 ("method", "lam"), ("optim", "weight_decay"), ("probe", "weight_decay"), ("optim", "momentum"),
+                 ("probe", "momentum"), ("optim", "gamma"), ("probe", "gamma"))
+POSITIVE = (("method", "temperature"), ("knn", "temperature"), ("optim", "lr"), ("probe", "lr"))
+PROBABILITIES = (("augment", "flip_p"), ("augment", "jitter_p"), ("augment", "grayscale_p"), ("augment", "blur_p"),
+                 ("moco", "momentum"))
+#: Lists: (section, key, their length (None: any), the fewest elements, the element type).
+LISTS = (("augment", "scale", 2, 2, float), ("augment", "ratio", 2, 2, float), ("augment", "jitter", 4, 4, float),
+         ("augment", "blur_sigma", 2, 2, float), ("optim", "milestones", None, 0, int),
+         ("probe", "milestones", None, 0, int), ("probe", "seeds", None, 1, int))
+
+
+def _check_values(cfg: dict) -> None:
+    """Ranges of single values and the shape of lists (before any check divides by them)."""
+    def fail(section, key, expected):
+        raise ConfigError(f"{section}.{key} must be {expected}, got {cfg[section][key]!r}")
+
+    for section, key, length, fewest, kind in LISTS:
+        value = cfg[section][key]
+        numbers = all((isinstance(v, (int, float)) if kind is float else isinstance(v, int)) and not isinstance(v, bool)
+                      for v in value)
+        if not numbers or (length is not None and len(value) != length) or len(value) < fewest:
+            shape = f"{length} numbers" if length else "a non-empty list of integers" if fewest else "a list of integers"
+            fail(section, key, shape)
+    for section, key in AT_LEAST_ONE:
+        if cfg[section][key] < 1:
+            fail(section, key, "at least 1")
+    for section, key in AT_LEAST_ZERO:
+        if cfg[section][key] < 0:
+            fail(section, key, "at least 0")
+    for section, key in POSITIVE:
+        if not cfg[section][key] > 0:
+            fail(section, key, "positive")
+    for section, key in PROBABILITIES:
+        if not 0 <= cfg[section][key] <= 1:
+            fail(section, key, "a probability in [0, 1]")
+    a = cfg["augment"]
+    if not 0 < a["scale"][0] <= a["scale"][1] <= 1:
+        fail("augment", "scale", "[lo, hi] with 0 < lo <= hi <= 1")
+    for key in ("ratio", "blur_sigma"):
+        if not 0 < a[key][0] <= a[key][1]:
+            fail("augment", key, "[lo, hi] with 0 < lo <= hi")
+    if min(a["jitter"]) < 0 or a["jitter"][3] > 0.5:
+        fail("augment", "jitter", "[brightness, contrast, saturation, hue] >= 0, with hue <= 0.5")
+    if a["blur_kernel"] < 1 or a["blur_kernel"] % 2 == 0:
+        fail("augment", "blur_kernel", "odd and positive")
+    if cfg["optim"]["warmup_epochs"] > cfg["optim"]["epochs"]:
+        fail("optim", "warmup_epochs", f"at most optim.epochs={cfg['optim']['epochs']}")
+
+
 def validate(cfg: dict) -> None:
     """Cross-field checks that the schema's types cannot express."""
     from protein_care.losses import LOSS_VARIANTS
     from vision_benchmarks.methods import PASSES
 
+    _check_values(cfg)
     method = cfg["method"]
     if method["framework"] not in ("simclr", "moco"):
         raise ConfigError(f"method.framework must be 'simclr' or 'moco', got {method['framework']!r}")

@@ -51,6 +51,36 @@ def test_imagenet100_takes_the_per_framework_values():
     assert [m["equiv_batch_size"] // m["n_split"] for m in (simclr, moco)] == [8, 4]  # the release's chunk sizes
 
 
+@pytest.mark.parametrize("name", ["cifar10_care", "imagenet100_care", "stl10_simclr"])
+def test_choosing_moco_with_set_takes_the_moco_table_as_the_moco_config_does(name):
+    chosen = load_config(name, ["method.framework=moco"])
+    shipped = load_config(name.replace("_care", "_care-moco").replace("_simclr", "_moco"))
+    for section in ("method", "moco"):
+        assert chosen[section] == shipped[section], section
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("method.n_split=0", "method.n_split must be at least 1"),
+    ("run.checkpoint_every=0", "run.checkpoint_every must be at least 1"),
+    ("moco.key_bn_splits=0", "moco.key_bn_splits must be at least 1"),
+    ("knn.k=0", "knn.k must be at least 1"),
+    ("run.log_every=-1", "run.log_every must be at least 0"),
+    ("method.temperature=0", "method.temperature must be positive"),
+    ("augment.flip_p=1.5", "augment.flip_p must be a probability"),
+    ("augment.scale=[0.4]", "augment.scale must be 2 numbers"),
+    ("augment.scale=[0.5, 0.2]", r"augment.scale must be \[lo, hi\] with 0 < lo <= hi <= 1"),
+    ("augment.jitter=[0.4, 0.4]", "augment.jitter must be 4 numbers"),
+    ("augment.jitter=[0.4, 0.4, 0.4, 0.7]", "hue <= 0.5"),
+    ("augment.blur_kernel=4", "augment.blur_kernel must be odd"),
+    ("optim.milestones=[\"x\"]", "optim.milestones must be a list of integers"),
+    ("probe.seeds=[]", "probe.seeds must be a non-empty list of integers"),
+    ("optim.warmup_epochs=500", "optim.warmup_epochs must be at most optim.epochs"),
+])
+def test_values_out_of_range_are_config_errors_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("digits_care", [override])
+
+
 def test_ablation_and_digits_configs_exist():
     names = set(available_configs())
     assert {"cifar10_inv", "cifar10_unif", "cifar10_equi-unif", "digits_care", "digits_simclr"} <= names
