@@ -38,10 +38,11 @@ class DistContext:
         return self.world_size > 1
 
 
-def setup(device_name: str = "auto") -> DistContext:
-    """Join the process group that ``torchrun`` describes in the environment (if any)."""
+def setup(device_name: str = "auto", flag: str = "--device {}") -> DistContext:
+    """Join the process group that ``torchrun`` describes in the environment (if any);
+    ``flag`` names the device option in errors (:func:`resolve_device`)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_name)
+    device = resolve_device(device_name, flag)
     if world_size <= 1:
         return DistContext(device=device)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))

@@ -44,15 +44,20 @@ def _restore(run: Path, overrides):
     import torch
 
     from protein_care.devices import resolve_device
-    from vision_benchmarks.train import build_all, load_checkpoint, load_data
+    from vision_benchmarks.train import DEVICE_FLAG, build_all, load_checkpoint, load_data
 
     cfg = _run_config(run, overrides)
-    device = resolve_device(cfg["run"]["device"])
+    device = resolve_device(cfg["run"]["device"], DEVICE_FLAG)
     if cfg["run"]["threads"]:
         torch.set_num_threads(cfg["run"]["threads"])
     data = load_data(cfg).to(device)
     method, augment = build_all(cfg, data, device)
-    method.load_state_dict(load_checkpoint(run, device)["model"])
+    checkpoint = load_checkpoint(run, device)
+    if checkpoint["epoch"] < cfg["optim"]["epochs"]:
+        raise ValueError(f"{run}: its checkpoint is at epoch {checkpoint['epoch']} of {cfg['optim']['epochs']}; "
+                         f"finish it first with the pretrain command that started it (--config {cfg['config_file']} "
+                         f"--out {run} and the same --set values)")
+    method.load_state_dict(checkpoint["model"])
     return cfg, data, method, augment, device
 
 
@@ -141,7 +146,9 @@ def cmd_report(args) -> int:
 
     text = report(args.runs)
     if args.out:
-        Path(args.out).write_text(text)
+        from vision_benchmarks.train import atomic_write_text
+
+        atomic_write_text(Path(args.out), text)
     print(text, end="")
     return 0
 

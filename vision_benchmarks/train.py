@@ -53,6 +53,8 @@ RESUME_FREE_KEYS = {
     ("run", "log_every"), ("run", "snapshot_every"), ("data", "root"), ("data", "download"), ("data", "workers"),
     ("optim", "epochs"), ("run", "compile"), ("run", "compile_augment"),
 }
+#: How the device is chosen in a vision run, for error messages.
+DEVICE_FLAG = "run.device={}"
 #: Sections that only configure evaluation (never the weights).
 RESUME_FREE_SECTIONS = {"measure"}
 
@@ -162,6 +164,49 @@ def config_differences(old: dict, new: dict) -> list[str]:
     return diffs
 
 
+def check_epochs(saved: dict, cfg: dict, trained: int, run_dir: Path) -> None:
+    """A resumed run may be extended (a larger ``optim.epochs``) unless its learning rate
+    depends on the total: the cosine schedule would jump back up in mid-run."""
+    before, now = saved["optim"]["epochs"], cfg["optim"]["epochs"]
+    if now < trained:
+        raise ValueError(f"{run_dir} has trained {trained} epochs; optim.epochs={now} cannot undo them "
+                         "(use another --out)")
+    if now != before and cfg["optim"]["schedule"] == "cosine":
+        raise ValueError(f"{run_dir}: optim.epochs {before} -> {now} would restart its cosine learning-rate schedule "
+                         f"(which decays over optim.epochs) in mid-run; train {now} epochs in a new run (another --out)")
+
+
+def restore_generator(generator: torch.Generator, saved: torch.Tensor, *, seed: int, epoch: int, say: bool) -> None:
+    """Set the augmentation generator to its saved state; a state saved on another kind of
+    device (CPU and CUDA generator states differ) is replaced by a reseed from ``seed`` and
+    ``epoch``, with a note: the continuation is then not bit-identical."""
+    try:
+        generator.set_state(saved.cpu())
+    except (RuntimeError, TypeError):
+        generator.manual_seed(seed + 1_000_003 * epoch)
+        if say:
+            print("vision-benchmarks pretrain: the checkpoint's augmentation generator comes from another kind of "
+                  f"device than {generator.device.type}; reseeded it from run.seed and the epoch, so this "
+                  "continuation is not bit-identical to an uninterrupted run", file=sys.stderr)
+
+
+#: results.json values measured on a run's weights (by linear-probe and evaluate).
+WEIGHT_MEASUREMENTS = ("linear_probe_top1", "linear_probe_top1_random_init", "probe_config", "knn_config")
+
+
+def drop_stale_measurements(run_dir: Path, results: dict) -> None:
+    """Remove from ``results`` (and the run folder) what was measured on earlier weights."""
+    from vision_benchmarks.measurements import EVALUATION
+
+    dropped = [key for key in WEIGHT_MEASUREMENTS if results.pop(key, None) is not None]
+    if (run_dir / EVALUATION).is_file():
+        (run_dir / EVALUATION).unlink()
+        dropped.append(EVALUATION)
+    if dropped:
+        print(f"vision-benchmarks pretrain: {run_dir} has new weights; dropped what was measured on the earlier ones "
+              f"({', '.join(dropped)}): run linear-probe / evaluate again", file=sys.stderr)
+
+
 def load_checkpoint(run_dir: Path, device=None) -> dict:
     return torch.load(Path(run_dir) / CHECKPOINT, map_location=device or "cpu", weights_only=True)
 
@@ -184,7 +229,7 @@ def _log(run_dir: Path, record: dict) -> None:
 def pretrain(cfg: dict, run_dir: str | Path, data: ImageData | None = None) -> dict:
     """Pretrain (or resume) the run described by ``cfg`` in ``run_dir``; returns results
     (on every rank; only rank 0 writes them)."""
-    ctx = distributed.setup(cfg["run"]["device"])
+    ctx = distributed.setup(cfg["run"]["device"], DEVICE_FLAG)
     try:
         return _pretrain(cfg, Path(run_dir), data, ctx)
     finally:
@@ -225,17 +270,19 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
 
     state = {"epoch": 0, "knn_top1_random_init": None, "train_seconds": 0.0, "history": []}
     if (run_dir / CHECKPOINT).is_file():
-        ckpt = load_checkpoint(run_dir, device)
+        ckpt = load_checkpoint(run_dir)  # on the CPU: generator states must be CPU tensors
         diffs = config_differences(fill_defaults(ckpt["config"]), cfg)
         if diffs:
             raise ValueError(f"{run_dir} holds a run with another config ({'; '.join(diffs)}); use another --out")
         if ckpt.get("world_size", 1) != ctx.world_size:
             raise ValueError(f"{run_dir} was trained by {ckpt.get('world_size', 1)} process(es); resume it with "
                              f"as many (now {ctx.world_size})")
-        method.load_state_dict(ckpt["model"])
+        check_epochs(fill_defaults(ckpt["config"]), cfg, ckpt["epoch"], run_dir)
+        method.load_state_dict(ckpt["model"])  # copied onto the device
         optimizer.load_state_dict(ckpt["optimizer"])
         sampler.set_state(ckpt["sampler_state"])
-        aug_gen.set_state(ckpt.get("augment_states", [ckpt["augment_state"]])[ctx.rank])
+        restore_generator(aug_gen, ckpt.get("augment_states", [ckpt["augment_state"]])[ctx.rank],
+                          seed=r["seed"] + 1 + ctx.rank, epoch=ckpt["epoch"], say=main)
         state = {k: ckpt[k] for k in state}
     elif main:
         t0 = time.perf_counter()
@@ -244,6 +291,7 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
                        "seconds": time.perf_counter() - t0})
         if r["snapshot_every"]:
             _save_snapshot(run_dir, method, 0)
+    start_epoch = state["epoch"]
     if main:
         atomic_write_text(run_dir / "config.json", json.dumps(cfg, indent=2))
     distributed.barrier(ctx)
@@ -313,6 +361,8 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
     knn_seconds = time.perf_counter() - t0
     images = state["epoch"] * steps_per_epoch * batch * ctx.world_size
     results = read_json(run_dir / RESULTS) if (run_dir / RESULTS).is_file() else {}
+    if state["epoch"] > start_epoch:  # new weights: what was measured on the old ones no longer holds
+        drop_stale_measurements(run_dir, results)
     results.update({
         "config": cfg,
         "dataset": cfg["dataset"],

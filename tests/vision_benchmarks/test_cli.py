@@ -67,7 +67,46 @@ def test_errors_are_one_line_messages(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
 
 
+def test_a_missing_gpu_is_named_by_the_config_key(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without one
+    assert main(["pretrain", "--config", "digits_care", "--out", str(tmp_path / "x"), "--set", "run.device=cuda"]) == 2
+    assert "run.device=cuda: no CUDA device is available on this machine (use run.device=cpu)" in capsys.readouterr().err
+
+
 def test_console_script_is_installed():
     exe = shutil.which("vision-benchmarks") or str(Path(__file__).parents[2] / ".venv" / "bin" / "vision-benchmarks")
     done = subprocess.run([exe, "configs"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "cifar10_care" in done.stdout.split()
+
+
+def test_new_weights_drop_what_was_measured_on_the_old_ones(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", "--config", "digits_care", "--out", str(run), *_sets(TINY)]) == 0
+    assert main(["linear-probe", str(run), *_sets(["probe.epochs=1", "probe.seeds=[0]", "probe.random_init=false"])]) == 0
+    assert main(["evaluate", str(run), *_sets(["measure.augmentations=2", "measure.images=16"])]) == 0
+    assert "linear_probe_top1" in json.loads((run / "results.json").read_text()) and (run / "evaluation.json").is_file()
+    capsys.readouterr()
+    assert main(["pretrain", "--config", "digits_care", "--out", str(run), *_sets([*TINY, "optim.epochs=2"])]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs"] == 2 and "linear_probe_top1" not in results and "probe_config" not in results
+    assert not (run / "evaluation.json").exists()
+    assert "dropped what was measured on the earlier ones" in capsys.readouterr().err
+    # the same weights again (nothing left to train) keep their measurements
+    assert main(["linear-probe", str(run), *_sets(["probe.epochs=1", "probe.seeds=[0]", "probe.random_init=false"])]) == 0
+    assert main(["pretrain", "--config", "digits_care", "--out", str(run), *_sets([*TINY, "optim.epochs=2"])]) == 0
+    assert "linear_probe_top1" in json.loads((run / "results.json").read_text())
+
+
+def test_probe_and_evaluate_refuse_an_unfinished_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", "--config", "digits_care", "--out", str(run), *_sets(TINY)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    config["optim"]["epochs"] = 3  # as a 3-epoch run stopped after its first epoch leaves it
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    for command in ("linear-probe", "evaluate"):
+        assert main([command, str(run)]) == 2
+        err = capsys.readouterr().err
+        assert "checkpoint is at epoch 1 of 3" in err and "--config digits_care.toml" in err

@@ -53,8 +53,8 @@ def test_cuda_pass_equals_the_cpus_for_the_same_parameters(sync_free):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_every_command_on_cuda_pretrain_probe_evaluate_report(tmp_path, capsys, flowers_root):
     """The CLI round trip of test_cli.py with run.device=cuda: bf16, channels_last and the
-    compiled augmentation (on by default on CUDA) in a real pretraining run; ``evaluate``
-    with the Flowers-102 retrieval."""
+    compiled augmentation (on by default on CUDA) in a real pretraining run, extended by
+    a resumed epoch; ``evaluate`` with the Flowers-102 retrieval."""
     import json
 
     from vision_benchmarks.cli import main
@@ -66,6 +66,11 @@ def test_every_command_on_cuda_pretrain_probe_evaluate_report(tmp_path, capsys, 
     assert main(["pretrain", "--config", "digits_care", "--out", str(run), *sets]) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["config"]["run"]["compile_augment"] and 0 <= results["knn_top1"] <= 100
+    # resuming on CUDA: the checkpoint's generator states go back as they were saved
+    capsys.readouterr()
+    assert main(["pretrain", "--config", "digits_care", "--out", str(run), *sets, "--set", "optim.epochs=3"]) == 0
+    assert json.loads((run / "results.json").read_text())["epochs"] == 3
+    assert "reseeded" not in capsys.readouterr().err
     assert main(["linear-probe", str(run), "--set", "probe.epochs=2", "--set", "probe.seeds=[0]"]) == 0
     assert main(["evaluate", str(run), "--set", "knn.k=3", "--set", f"measure.flowers_root={json.dumps(str(flowers_root))}",
                  "--set", "measure.flowers_queries=2"]) == 0

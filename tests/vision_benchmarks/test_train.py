@@ -199,6 +199,26 @@ def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, digit
         torch.testing.assert_close(a[key], b[key], msg=key)
 
 
+def test_extending_is_refused_where_it_would_restart_the_cosine_schedule_or_undo_epochs(tmp_path, digits):
+    pretrain(tiny("digits_care", "optim.schedule=cosine"), tmp_path / "cosine", data=digits)
+    with pytest.raises(ValueError, match=r"optim.epochs 1 -> 2 would restart its cosine"):
+        pretrain(tiny("digits_care", "optim.schedule=cosine", "optim.epochs=2"), tmp_path / "cosine", data=digits)
+    pretrain(tiny("digits_care", "optim.epochs=2"), tmp_path / "constant", data=digits)
+    with pytest.raises(ValueError, match="has trained 2 epochs; optim.epochs=1 cannot undo them"):
+        pretrain(tiny("digits_care", "optim.epochs=1"), tmp_path / "constant", data=digits)
+
+
+def test_a_generator_state_from_another_kind_of_device_is_reseeded_with_a_note(tmp_path, digits, capsys):
+    pretrain(tiny("digits_care"), tmp_path / "run", data=digits)
+    ckpt = load_checkpoint(tmp_path / "run")
+    cuda_like = torch.zeros(16, dtype=torch.uint8)  # a CUDA (Philox) generator's state: seed and offset
+    ckpt["augment_state"], ckpt["augment_states"] = cuda_like, [cuda_like]
+    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
+    results = pretrain(tiny("digits_care", "optim.epochs=2"), tmp_path / "run", data=digits)
+    assert results["epochs"] == 2
+    assert "reseeded it from run.seed and the epoch" in capsys.readouterr().err
+
+
 def test_resuming_with_another_config_is_refused(tmp_path, digits):
     pretrain(tiny("digits_care"), tmp_path / "run", data=digits)
     with pytest.raises(ValueError, match="method.lam"):
