@@ -67,15 +67,27 @@ def read_config(run_dir) -> dict:
 
 def write_json_atomic(obj, path) -> None:
     """Write JSON to ``path`` through a temporary file and a rename."""
+    write_text_atomic(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
+
+
+def write_text_atomic(text: str, path) -> None:
+    """Write ``text`` to ``path`` through a temporary file (fsync'ed, the usual file mode)
+    and a rename: a killed writer leaves the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(obj, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_metrics(run_dir) -> list[dict]:
@@ -83,7 +95,31 @@ def read_metrics(run_dir) -> list[dict]:
     path = Path(run_dir) / METRICS_NAME
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return metric_records(path.read_text())
+
+
+def metric_records(text: str) -> list[dict]:
+    """The records of a ``metrics.jsonl`` text; a line torn by a killed writer (not a
+    JSON object with a step) is skipped."""
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
+
+
+def append_metric(path: Path, record: dict) -> None:
+    """Append one line to ``metrics.jsonl`` with a single write (O_APPEND), so a killed
+    process leaves whole lines or one torn last line, never a mixed one."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def initial_encoder(config: dict) -> Encoder:
@@ -124,7 +160,9 @@ def load_run(run_dir, device="cpu", *, checkpoint=None) -> Run:
         if not path.is_file():
             available = ", ".join(f"step_{s}" for s, _ in list_snapshots(run_dir)) or "none"
             raise FileNotFoundError(f"{path}: no such checkpoint (snapshots: {available})")
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        from protein_care.training.checkpoint import load_checkpoint
+
+        payload = load_checkpoint(path)
         encoder.load_state_dict(payload["model"])
         step = int(payload.get("step", 0))
     encoder.to(device).eval()

@@ -55,9 +55,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ids = args.ids or sample_ids(store, 3, seed=args.seed, split="test")
-    runs = [collect_run(d, store, name=n, trajectory_ids=ids, out_dir=out, steps=args.steps, device=device,
-                        seed=args.seed) for n, d, _ in named]
+    try:
+        ids = args.ids or sample_ids(store, 3, seed=args.seed, split="test")
+        runs = [collect_run(d, store, name=n, trajectory_ids=ids, out_dir=out, steps=args.steps, device=device,
+                            seed=args.seed) for n, d, _ in named]
+    except ValueError as error:  # a store too small to evaluate on, an unreadable checkpoint: named in the message
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     baseline = next((r["baseline"] for r in runs if r.get("baseline")), None)
     results = {
         "schema": "protein-care/report/1", "title": "protein-care: comparison of runs",

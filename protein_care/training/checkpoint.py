@@ -11,8 +11,10 @@ and renamed over the old one, so a killed process leaves the old file or the new
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +44,22 @@ def atomic_save(payload: dict, path: str | Path) -> None:
         os.close(dir_fd)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, not a checkpoint); names the file."""
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Read a checkpoint with ``weights_only=True`` (no arbitrary code)."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)
+    """Read a checkpoint with ``weights_only=True`` (no arbitrary code); a file that
+    torch cannot read raises :class:`CheckpointError` naming it."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint, perhaps truncated "
+                              f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise CheckpointError(f"{path}: not a protein-care checkpoint (no model weights in it)")
+    return payload
 
 
 def rng_state() -> dict:

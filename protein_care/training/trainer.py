@@ -40,7 +40,8 @@ from protein_care.augment import cap_points
 from protein_care.devices import resolve_device
 from protein_care.losses import combined_loss, loss_variant, orbit_similarity
 from protein_care.runs import (
-    CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, initial_encoder, read_config, snapshot_path, write_json_atomic,
+    CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, append_metric, initial_encoder, metric_records, read_config,
+    snapshot_path, write_json_atomic, write_text_atomic,
 )
 from protein_care.training import distributed
 from protein_care.training.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state, unwrap_model
@@ -249,7 +250,11 @@ class Trainer:
                 raise ValueError(f"--resume: these settings differ from the run in {run_dir}: {', '.join(mismatched)}")
             self.load_state(load_checkpoint(ckpt))
         if self.ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise ValueError(f"--out {run_dir}: a file is in the way (the run folder, or a folder above it, "
+                                 "exists as a file)") from None
             for stale in run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # left by a killed writer
                 stale.unlink(missing_ok=True)
             write_json_atomic(self.config, run_dir / CONFIG_NAME)
@@ -311,8 +316,7 @@ class Trainer:
         record["clouds_per_s"] = steps * self.config["batch_size"] * self.ctx.world_size / max(seconds, 1e-9)
         record["elapsed_s"] = self.elapsed_before + time.perf_counter() - self._start
         if self.ctx.is_main:
-            with open(run_dir / METRICS_NAME, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_metric(run_dir / METRICS_NAME, record)
         self._log_sums, self._log_start = {}, time.perf_counter()
         return record
 
@@ -332,10 +336,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines logged after the checkpoint being resumed (they will be redone)."""
     if not path.is_file():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    tmp.replace(path)
+    kept = [record for record in metric_records(path.read_text()) if record["step"] <= step]  # torn lines go too
+    write_text_atomic("".join(json.dumps(record) + "\n" for record in kept), path)
 
 
 def _progress(total: int, initial: int, *, enabled: bool):

@@ -59,6 +59,40 @@ def test_cli_errors_name_the_argument(store, tmp_path, capsys):
     assert code == 2 and "--store" in capsys.readouterr().err
 
 
+def test_a_file_in_the_way_of_out_is_named(store, tmp_path, capsys):
+    (tmp_path / "afile.json").write_text("{}")
+    for out in (tmp_path / "afile.json", tmp_path / "afile.json" / "sub"):
+        assert main(["train", "--store", str(store), "--out", str(out), "--max-steps", "2", *SMALL]) == 2
+        assert f"--out {out}: a file is in the way" in capsys.readouterr().err
+    assert (tmp_path / "afile.json").read_text() == "{}"
+
+
+def test_a_torn_metrics_line_does_not_block_resuming(store, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--store", str(store), "--out", str(out), "--log-every", "2", "--max-steps", "8", *SMALL]
+    assert main([*base, "--max-minutes", "1e-9"]) == 0  # stops (with a checkpoint) after its first step
+    with open(out / "metrics.jsonl", "a") as handle:  # a writer killed in the middle of a line
+        handle.write('{"step": 2, "epoch": 0.2, "lo')
+    assert [m["step"] for m in read_metrics(out)] == [1]
+    assert main([*base, "--resume"]) == 0
+    assert [m["step"] for m in read_metrics(out)] == [1, 2, 4, 6, 8]
+    assert all(line.startswith("{") and line.endswith("}") for line in (out / "metrics.jsonl").read_text().splitlines())
+
+
+def test_a_truncated_checkpoint_is_named_by_train_evaluate_plot_and_compare(store, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--store", str(store), "--out", str(out), "--max-steps", "4", *SMALL]
+    assert main([*base, "--max-minutes", "1e-9"]) == 0
+    checkpoint = out / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:2000])
+    capsys.readouterr()
+    for command in ([*base, "--resume"], ["evaluate", str(out), "--device", "cpu"],
+                    ["plot", str(out), "--out", str(tmp_path / "plot"), "--device", "cpu"],
+                    ["compare", str(out), "--out", str(tmp_path / "compare"), "--device", "cpu"]):
+        assert main(command) == 2, command[0]
+        assert f"{checkpoint}: not a readable checkpoint" in capsys.readouterr().err, command[0]
+
+
 def _train_command(store, out, *extra):
     return [sys.executable, "-m", "protein_care.cli", "train", "--store", str(store), "--out", str(out), *SMALL,
             "--max-steps", "40", "--epochs", "100", "--checkpoint-every", "2", "--log-every", "5", *extra]
