@@ -111,17 +111,30 @@ def _labels(values) -> Tensor:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    """``torch.save`` to a temporary file in the same folder, fsynced, then renamed over
+    ``path``, with the mode a plain ``open`` gives (0o666 & ~umask; mkstemp's is 0600, which
+    would hide checkpoints and caches under a shared ``data.root`` from other users)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)  # by name: torch's own file writer
+            os.fsync(fd)  # the same file: flushes what torch.save wrote
+        finally:
+            os.close(fd)
+        os.chmod(tmp, plain_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def plain_file_mode() -> int:
+    """The mode ``open`` gives a new file (0o666 & ~umask); mkstemp's is 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _source_key(name: str, folder: Path) -> str:

@@ -2,7 +2,9 @@
 
 Layout: ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG`` (torchvision's
 ``ImageFolder``), restricted to the 100 CMC classes of ``imagenet100_classes.txt``;
-labels index the sorted classes present under ``train``.
+labels index the sorted classes. Every class needs train and val images (the stock flat
+ILSVRC ``val/`` is an error); a run on fewer classes (tests, smoke runs) lists them in
+``root/imagenet100_subset.txt`` (:data:`SUBSET_FILE`).
 
 Pretraining (:class:`TrainLoader`): one DataLoader item is one batch, decoded by one
 worker (PIL, as the release's ``ImageFolder`` + transforms) into a :class:`DecodedBatch`:
@@ -27,6 +29,7 @@ decoded on demand, never cached.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -39,6 +42,8 @@ from torch.utils.data import DataLoader, Dataset
 from vision_benchmarks.augment import sample_crops
 
 CLASSES_FILE = Path(__file__).with_name("imagenet100_classes.txt")
+#: In ``data.root``: the wnids to read instead of all 100 (tests, smoke runs; see wanted_classes).
+SUBSET_FILE = "imagenet100_subset.txt"
 
 
 def imagenet100_classes() -> list[str]:
@@ -46,25 +51,45 @@ def imagenet100_classes() -> list[str]:
     return CLASSES_FILE.read_text().split()
 
 
-def folder_samples(folder: Path, classes: list[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
-    """``(path, label)`` of every image of ``folder/<wnid>/`` for the ImageNet100 classes
-    present (or the given ``classes``, which fix the labels), and the class list."""
+def folder_samples(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
+    """``(path, label)`` of every image of ``folder/<wnid>/`` for the given ``classes``
+    (label: index in ``classes``); a class without a folder has no samples."""
     from torchvision.datasets import ImageFolder
 
-    wanted = imagenet100_classes()
-
-    class Subset100(ImageFolder):
+    class Listed(ImageFolder):
         def find_classes(self, directory):
-            if classes is not None:
-                return list(classes), {c: i for i, c in enumerate(classes)}
-            present = {e.name for e in os.scandir(directory) if e.is_dir()}
-            found = [c for c in sorted(wanted) if c in present]
-            if not found:
-                raise FileNotFoundError(f"none of the 100 ImageNet100 class folders is in {directory}")
-            return found, {c: i for i, c in enumerate(found)}
+            return list(classes), {c: i for i, c in enumerate(classes)}
 
-    dataset = Subset100(str(folder), loader=lambda p: p, allow_empty=classes is not None)
-    return dataset.samples, dataset.classes
+    return Listed(str(folder), loader=lambda p: p, allow_empty=True).samples
+
+
+def wanted_classes(root: Path) -> list[str]:
+    """The sorted wnids a run reads: the 100 of :data:`CLASSES_FILE`, or the subset listed
+    in ``root/`` :data:`SUBSET_FILE` (an explicit opt-in for tests and smoke runs)."""
+    classes = imagenet100_classes()
+    listing = Path(root) / SUBSET_FILE
+    if not listing.is_file():
+        return sorted(classes)
+    subset = listing.read_text().split()
+    unknown = [c for c in subset if c not in classes]
+    if not subset or unknown:
+        raise ValueError(f"{listing} must list ImageNet100 wnids (those of {CLASSES_FILE}); "
+                         + (f"{len(unknown)} are not, e.g. {', '.join(unknown[:5])}" if unknown else "it is empty"))
+    print(f"imagenet100: only the {len(set(subset))} classes listed in {listing}", file=sys.stderr)
+    return sorted(set(subset))
+
+
+def _require_images(classes: list[str], samples, folder: Path, subset_hint: bool) -> None:
+    """Raise :class:`~vision_benchmarks.data.DatasetNotFound` when some of ``classes`` have
+    no image under ``folder``, naming how many and a few of them."""
+    from vision_benchmarks.data import DatasetNotFound
+
+    missing = sorted(set(classes) - {classes[label] for _, label in samples})
+    if missing:
+        hint = (f"; to use only some classes on purpose (tests, smoke runs), list them in "
+                f"{folder.parent / SUBSET_FILE}" if subset_hint else "")
+        raise DatasetNotFound(f"imagenet100: only {len(classes) - len(missing)} of the {len(classes)} classes have "
+                              f"images in {folder}/<wnid>/; {len(missing)} missing, e.g. {', '.join(missing[:5])}{hint}")
 
 
 def load_rgb(path: str):
@@ -236,8 +261,18 @@ def load_imagenet100(root: Path, *, store_size: int, size: int, workers: int = 0
             f"    {root}/train/<wnid>/*.JPEG and {root}/val/<wnid>/*.JPEG\n"
             f"(class folders for val too; the 100 wnids are in {CLASSES_FILE}). Pass --set data.root=PATH."
         )
-    train_samples, classes = folder_samples(root / "train")
-    test_samples, _ = folder_samples(root / "val", classes)
+    classes = wanted_classes(root)
+    train_samples = folder_samples(root / "train", classes)
+    _require_images(classes, train_samples, root / "train", subset_hint=True)
+    test_samples = folder_samples(root / "val", classes)
+    if not test_samples:
+        flat = sum(1 for e in os.scandir(root / "val") if e.is_file() and e.name.lower().endswith((".jpeg", ".jpg")))
+        raise DatasetNotFound(
+            f"imagenet100: no validation images in {root / 'val'}/<wnid>/ ({flat} JPEG files directly in it). "
+            "The stock ILSVRC val/ is flat (val/ILSVRC2012_val_00000001.JPEG); sort val/ into <wnid>/ folders "
+            "first, e.g. with the valprep.sh of the PyTorch ImageNet example"
+        )
+    _require_images(classes, test_samples, root / "val", subset_hint=False)
     train = FolderImages(train_samples, store_size, size, workers)
     test = FolderImages(test_samples, store_size, size, workers)
     labels, mean, std = train.labels, *STATS["imagenet100"]

@@ -39,7 +39,7 @@ import torch
 from vision_benchmarks import distributed
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
 from vision_benchmarks.config import fill_defaults
-from vision_benchmarks.data import ImageData, atomic_torch_save, load_dataset
+from vision_benchmarks.data import ImageData, atomic_torch_save, load_dataset, plain_file_mode
 from vision_benchmarks.evaluate import knn_top1, lr_factor, make_optimizer
 from vision_benchmarks.methods import build_method
 from vision_benchmarks.models import build_encoder
@@ -72,17 +72,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        os.chmod(tmp, plain_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_json(path: Path) -> dict:

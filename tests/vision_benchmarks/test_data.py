@@ -4,7 +4,9 @@ keyed by its sources, and missing data gives the command that downloads it."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +173,24 @@ def test_subset_and_to_keep_shared_roles_shared():
     assert d.train.shape[0] == 100 and d.test.shape[0] == 10
     moved = d.to("cpu")
     assert moved.memory is moved.train
+
+
+@pytest.fixture
+def restore_umask():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_saved_files_get_the_mode_of_the_umask_not_0600(tmp_path, no_checksums, restore_umask):
+    os.umask(0o022)  # a shared data.root: caches and checkpoints readable by the group and others
+    write_cifar10(tmp_path)
+    D.load_dataset("cifar10", tmp_path)
+    (cache,) = (tmp_path / D.CACHE_DIR).glob("cifar10-*.pt")
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o644
+    os.umask(0o027)
+    path = tmp_path / "run" / "checkpoint.pt"
+    D.atomic_torch_save({"x": torch.arange(3)}, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(3))
+    assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]  # no temporary file left

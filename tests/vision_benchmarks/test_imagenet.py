@@ -26,11 +26,15 @@ COLOURS = [(220, 40, 40), (40, 200, 60), (50, 60, 210)]  # one solid colour per 
 STORE, SIZE = 20, 16
 
 
-def write_imagenet(root, per_class=(3, 2), seed=0):
+def write_imagenet(root, per_class=(3, 2), seed=0, subset=True):
     """``root/{train,val}/<wnid>/*.JPEG``: the first three ImageNet100 classes (solid colour
-    per class plus a little noise) and one ImageNet class outside the subset."""
+    per class plus a little noise) and one ImageNet class outside the subset; with
+    ``subset``, ``root/imagenet100_subset.txt`` says that only those three are meant."""
     rng = np.random.default_rng(seed)
     wanted = sorted(imnet.imagenet100_classes())[:3]
+    root.mkdir(parents=True, exist_ok=True)
+    if subset:
+        (root / imnet.SUBSET_FILE).write_text("\n".join(wanted) + "\n")
     for split, count in zip(("train", "val"), per_class):
         for c, wnid in enumerate(wanted + ["n99999999"]):
             folder = root / split / wnid
@@ -147,3 +151,35 @@ def test_imagenet100_configs_use_224_px_release_views_and_check_the_stored_size(
         load_config("imagenet100_care", ["data.store_size=200"])
     with pytest.raises(D.DatasetNotFound, match="train/<wnid>"):
         D.load_dataset("imagenet100", tmp_path / "nowhere")
+
+
+def test_fewer_than_100_classes_is_an_error_unless_the_subset_is_listed(tmp_path):
+    wanted = write_imagenet(tmp_path, subset=False)
+    missing = sorted(set(imnet.imagenet100_classes()) - set(wanted))
+    with pytest.raises(D.DatasetNotFound, match=r"only 3 of the 100 classes have images in .*train/<wnid>/; "
+                                                 rf"97 missing, e.g. {missing[0]}, {missing[1]}") as error:
+        D.load_dataset("imagenet100", tmp_path, store_size=STORE, image_size=SIZE)
+    assert str(tmp_path / imnet.SUBSET_FILE) in str(error.value)
+    (tmp_path / imnet.SUBSET_FILE).write_text(f"{wanted[0]} {wanted[2]}")
+    d = D.load_dataset("imagenet100", tmp_path, store_size=STORE, image_size=SIZE)
+    assert d.classes == [wanted[0], wanted[2]] and d.test_labels.tolist() == [0, 0, 1, 1]
+    (tmp_path / imnet.SUBSET_FILE).write_text(f"{wanted[0]} n99999999")
+    with pytest.raises(ValueError, match=f"{imnet.SUBSET_FILE} must list ImageNet100 wnids.*e.g. n99999999"):
+        D.load_dataset("imagenet100", tmp_path, store_size=STORE, image_size=SIZE)
+
+
+def test_the_flat_ilsvrc_val_folder_is_an_error_that_says_to_sort_it(tmp_path):
+    wanted = write_imagenet(tmp_path)
+    for k, image in enumerate(sorted((tmp_path / "val").rglob("*.JPEG"))):  # as ILSVRC2012_img_val.tar unpacks
+        image.rename(tmp_path / "val" / f"ILSVRC2012_val_{k + 1:08d}.JPEG")
+    for folder in (tmp_path / "val").iterdir():
+        if folder.is_dir():
+            folder.rmdir()
+    with pytest.raises(D.DatasetNotFound, match=r"no validation images in .*val/<wnid>/ \(8 JPEG files directly"
+                                                r".*flat.*sort val/ into <wnid>/ folders"):
+        D.load_dataset("imagenet100", tmp_path, store_size=STORE, image_size=SIZE)
+    (tmp_path / "val" / wanted[0]).mkdir()  # one class sorted, the others not
+    (tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG").rename(tmp_path / "val" / wanted[0] / "a.JPEG")
+    with pytest.raises(D.DatasetNotFound, match=rf"only 1 of the 3 classes have images in .*val/<wnid>/; "
+                                                 rf"2 missing, e.g. {wanted[1]}, {wanted[2]}$"):
+        D.load_dataset("imagenet100", tmp_path, store_size=STORE, image_size=SIZE)
