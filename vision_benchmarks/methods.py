@@ -162,10 +162,13 @@ class MoCo(SimCLR):
         # buffers (BatchNorm running statistics) are the key encoder's own, as in MoCo
 
     @torch.no_grad()
-    def _keys(self, views: Tensor) -> Tensor:
+    def _keys(self, views: Tensor, generator=None) -> Tensor:
+        """The key encoder's embeddings, computed in ``key_bn_splits`` shuffled sub-batches
+        (ShuffleBN on one device); the shuffle draws from ``generator``, the run's
+        checkpointed augmentation generator, so a resumed run repeats it."""
         n = views.shape[0]
         splits = self.key_bn_splits if n % self.key_bn_splits == 0 else 1
-        perm = torch.randperm(n, device=views.device)
+        perm = torch.randperm(n, device=views.device, generator=generator)
         keys = torch.cat([self.key_encoder.embed(chunk) for chunk in views[perm].chunk(splits)])
         return keys[torch.argsort(perm)]  # undo the shuffle
 
@@ -184,7 +187,7 @@ class MoCo(SimCLR):
         # the query encoder's views: v1, and ẽ1, ẽ2 for CARE (the key encoder's v2 apart)
         q, *equivariance_views = self.embed_views([views[0], *views[2:]])
         self._momentum_update()
-        k = self._keys(views[1])
+        k = self._keys(views[1], generator)
         contrastive = info_nce_queue(q, k, self.queue.clone(), self.temperature)
         parts = {"info_nce": contrastive}
         loss = contrastive
