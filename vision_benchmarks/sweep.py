@@ -46,6 +46,20 @@ def collect(run_dirs) -> list[dict]:
     return entries
 
 
+def evaluated_by_label(entries: list[dict]) -> dict[str, dict]:
+    """The evaluated entries by their figure label; two runs with the same label (folders
+    of one name under different parents) are told apart by their path, not merged."""
+    out: dict[str, dict] = {}
+    for e in entries:
+        if not e["evaluation"]:
+            continue
+        label = e["evaluation"]["label"]
+        if label in out and out[label]["run"] != e["run"]:
+            label = f"{label} [{e['run']}]"
+        out.setdefault(label, e)
+    return out
+
+
 def _metric(entries: list[dict]):
     """(axis title, entry → (mean, std)): the probe if every entry has one, else kNN."""
     if entries and all(e["probe"] is not None for e in entries):
@@ -103,7 +117,7 @@ def write_sweep(run_dirs, out_dir: str | Path) -> dict:
     abl_metric, abl_groups = ablation_groups(entries)
     if abl_groups:
         written["ablations"] = figures.ablation_figure(abl_groups, abl_metric, "Fig. 7: loss ablations")
-    evaluated = {e["evaluation"]["label"]: e for e in entries if e["evaluation"]}
+    evaluated = evaluated_by_label(entries)
     if evaluated:
         records = {label: e["evaluation"]["augmentations"] for label, e in evaluated.items()}
         bins = {e["evaluation"]["histogram_bins"] for e in evaluated.values()}

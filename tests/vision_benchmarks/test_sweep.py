@@ -66,3 +66,18 @@ def test_sweep_command_writes_figures_and_numbers(tmp_path, capsys):
     assert "lambda_sweep" in capsys.readouterr().out
     assert [r["name"] for r in summary["runs"]] == ["care", "simclr", "care_big"]
     assert summary["runs"][2]["evaluation_summary"] is None
+
+
+def test_evaluated_runs_of_one_folder_name_under_different_parents_both_appear(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    runs = [_run(tmp_path / "a", "care", "care", 0.01, 91.0, evaluated=True),
+            _run(tmp_path / "b", "care", "care", 0.1, 89.0, evaluated=True)]
+    out = tmp_path / "sweep"
+    assert main(["sweep", *map(str, runs), "--out", str(out)]) == 0
+    from vision_benchmarks.sweep import evaluated_by_label
+
+    labels = list(evaluated_by_label(collect(map(str, runs))))
+    assert labels == ["care (care)", f"care (care) [{runs[1]}]"]
+    page = (out / "wahba.html").read_text()
+    assert all(label.replace("/", "\\u002f") in page for label in labels)  # plotly writes / as \u002f
