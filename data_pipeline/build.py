@@ -9,8 +9,11 @@ and streams everything into a temporary directory that is renamed into place at 
 The store remembers its configuration (selection, backend and its version, policy
 version, filters, per-chain flag, split fractions and the set of source files as
 path + size + mtime) as a sha256. Building again with the same configuration does no
-work; a different configuration is refused (:class:`StoreConfigMismatch`, naming the
-keys) unless ``overwrite=True``.
+work once the store's checksums verify (a damaged one is rebuilt); a different
+configuration is refused (:class:`StoreConfigMismatch`, naming the keys) unless
+``overwrite=True``. A worker process that dies costs only the file it died on
+(:mod:`data_pipeline.build_pool`). A build that gives no cloud at all writes no store
+(:class:`EmptyBuild`) and leaves any existing one as it was.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import os
 import re
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,31 +36,18 @@ import gemmi
 import numpy as np
 from tqdm import tqdm
 
+from data_pipeline.build_pool import parse_in_pool
+from data_pipeline.build_target import StoreConfigMismatch as StoreConfigMismatch  # re-exported
+from data_pipeline.build_target import check_target, failures_beside
 from data_pipeline.parse import backend_version, check_options, try_read_structure
 from data_pipeline.sniff import file_stem
 from data_pipeline.splits import SPLIT_NAMES, assign_split, check_fractions, group_key
-from data_pipeline.store import (
-    CloudRecord,
-    PointCloudStore,
-    StoreError,
-    StoreWriter,
-    remove_stale_temporaries,
-)
+from data_pipeline.store import CloudRecord, PointCloudStore, StoreWriter, remove_stale_temporaries
+from data_pipeline.store_integrity import write_text_atomic
 from data_pipeline.structure import POLICY_VERSION, ParseFailure, PointCloud
 
 STRUCTURE_SUFFIXES = (".cif", ".mmcif", ".pdb", ".ent")
-
-
-class StoreConfigMismatch(Exception):
-    """An existing store was built with another configuration."""
-
-    def __init__(self, path: Path, differing: dict[str, tuple[Any, Any]]) -> None:
-        self.path, self.differing = path, differing
-        parts = [f"{k} (store: {old!r}, requested: {new!r})" for k, (old, new) in differing.items()]
-        super().__init__(
-            f"{path} was built with a different configuration: {'; '.join(parts)}. "
-            "Use overwrite=True (--overwrite) to rebuild it, or another output path."
-        )
+MISSING = "missing: file not found"  # failures.tsv reason of a listed source that does not exist
 
 
 @dataclass
@@ -65,7 +55,7 @@ class BuildReport:
     """What a build did (or found already done)."""
 
     out: Path
-    status: str  # "built" or "up-to-date"
+    status: str  # "built", "up-to-date", or "empty" (carried by EmptyBuild: nothing written)
     files_seen: int
     clouds_written: int
     n_points: int
@@ -103,6 +93,22 @@ def _reason_category(reason: str) -> str:
     return re.sub(r"\d+", "N", reason.split(":")[0]).strip()
 
 
+class EmptyBuild(Exception):
+    """Every source was left out: no store was written (an existing one is untouched).
+
+    ``report`` lists the failures; they are also saved at ``failures_path``.
+    """
+
+    def __init__(self, report: BuildReport, failures_path: Path | None) -> None:
+        self.report, self.failures_path = report, failures_path
+        by_reason = "; ".join(f"{n} {r}" for r, n in report.failures_by_reason().items()) or "no files"
+        first = f"; e.g. {report.failures[0][0]}: {report.failures[0][1]}" if report.failures else ""
+        where = f" (all reasons in {failures_path})" if failures_path else ""
+        state = "was left as it was" if report.out.exists() else "was not written"
+        what = f"all {report.files_seen} source files were left out" if report.files_seen else "no source files"
+        super().__init__(f"no clouds: {what} ({by_reason}){where}{first}. {report.out} {state}.")
+
+
 # ------------------------------------------------------------------------ sources
 
 
@@ -113,8 +119,12 @@ def is_structure_file(path: Path) -> bool:
     return name.endswith(STRUCTURE_SUFFIXES)
 
 
-def find_structure_files(sources: Sequence[str | Path]) -> list[Path]:
-    """Expand directories (recursively) and return sorted, de-duplicated absolute paths."""
+def find_structure_files(sources: Sequence[str | Path], missing: list[Path] | None = None) -> list[Path]:
+    """Expand directories (recursively) and return sorted, de-duplicated absolute paths.
+
+    A source that does not exist raises FileNotFoundError, or is appended (absolute,
+    once) to ``missing`` when a list is given.
+    """
     found: set[Path] = set()
     for src in sources:
         p = Path(src)
@@ -122,8 +132,10 @@ def find_structure_files(sources: Sequence[str | Path]) -> list[Path]:
             found.update(q.resolve() for q in p.rglob("*") if q.is_file() and is_structure_file(q))
         elif p.exists():
             found.add(p.resolve())
-        else:
+        elif missing is None:
             raise FileNotFoundError(f"source not found: {p}")
+        elif p.absolute() not in missing:
+            missing.append(p.absolute())
     return sorted(found)
 
 
@@ -135,12 +147,14 @@ def manifest_files(manifest: str | Path) -> list[Path]:
     return [Path(r["path"]) for r in records.values() if r.get("status") in USABLE_STATUSES and r.get("path")]
 
 
-def sources_table(paths: Sequence[Path]) -> str:
-    """``path<TAB>size<TAB>mtime_ns`` lines, the identity of the source set."""
+def sources_table(paths: Sequence[Path], missing: Sequence[Path] = ()) -> str:
+    """``path<TAB>size<TAB>mtime_ns`` lines (``path<TAB>missing`` for ``missing``), the
+    identity of the source set."""
     lines = []
     for p in paths:
         st = p.stat()
         lines.append(f"{p}\t{st.st_size}\t{st.st_mtime_ns}")
+    lines += [f"{p}\tmissing" for p in sorted(missing)]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -175,27 +189,13 @@ def _cut(cloud: PointCloud, per_chain: bool) -> list[tuple[str | None, np.ndarra
 def _results(
     paths: list[Path], options: dict[str, Any], workers: int
 ) -> Iterator[tuple[str, Any]]:
-    """Parse results in input order; at most a few chunks per worker in flight."""
+    """Parse results in input order; a worker that dies fails only its file (build_pool)."""
     strs = [str(p) for p in paths]
     if workers <= 1:
         for s in strs:
             yield from _parse_chunk([s], options)
         return
-    size = max(1, min(16, len(strs) // (workers * 8)))
-    chunks = [strs[i : i + size] for i in range(0, len(strs), size)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future] = deque()
-        it = iter(chunks)
-        for chunk in it:
-            pending.append(pool.submit(_parse_chunk, chunk, options))
-            if len(pending) >= workers * 4:
-                break
-        while pending:
-            done = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(_parse_chunk, nxt, options))
-            yield from done.result()
+    yield from parse_in_pool(partial(_parse_chunk, options=options), strs, workers)
 
 
 # -------------------------------------------------------------------------- build
@@ -245,6 +245,7 @@ def build_store(
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     overwrite: bool = False,
     progress: bool = True,
+    missing_ok: bool = False,
 ) -> BuildReport:
     """Parse ``sources`` into a point-cloud store at ``out``.
 
@@ -260,12 +261,18 @@ def build_store(
         split_fractions: (train, val, test), summing to 1.
         overwrite: replace a store built with another configuration.
         progress: show a tqdm bar on stderr.
+        missing_ok: list a source that does not exist in ``failures.tsv`` (as
+            ``missing``) instead of raising FileNotFoundError.
 
     Returns:
-        A :class:`BuildReport`; ``status == "up-to-date"`` when nothing had to be done.
+        A :class:`BuildReport`; ``status == "up-to-date"`` when nothing had to be done
+        (the store at ``out`` has this configuration and its checksums verify; a store
+        with this configuration that is damaged is rebuilt).
 
     Raises:
         ValueError: a bad argument. StoreConfigMismatch: ``out`` holds another build.
+        StoreError: ``out`` is not a store. EmptyBuild: no cloud at all; nothing was
+        written but the failure list, ``<out>.failures.tsv``.
     """
     t0 = time.perf_counter()
     check_options(backend, selection, False, False)
@@ -278,36 +285,27 @@ def build_store(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
-    paths = find_structure_files(sources)
-    table = sources_table(paths)
+    missing: list[Path] = []
+    paths = find_structure_files(sources, missing if missing_ok else None)
+    table = sources_table(paths, missing)
     config = store_config(
         paths, selection=selection, backend=backend, min_points=min_points, max_points=max_points,
         per_chain=per_chain, split_fractions=fractions, table=table,
     )  # fmt: skip
     digest = config_hash(config)
-
-    if out.exists():
-        existing = _existing_meta(out)
-        if existing is not None and existing.get("config_hash") == digest:
-            store = PointCloudStore(out)  # validates
-            return _report_existing(store, digest, time.perf_counter() - t0)
-        empty_dir = out.is_dir() and not any(out.iterdir())
-        if existing is None and not empty_dir:
-            raise StoreError(f"{out} exists and is not a store; refusing to replace it")
-        if not overwrite and not empty_dir:
-            old = existing.get("config", {})  # type: ignore[union-attr]
-            differing = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
-            if "sources_sha256" in differing:
-                old_hash, new_hash = differing["sources_sha256"]
-                differing["sources_sha256"] = (str(old_hash)[:12], f"{new_hash[:12]} ({_sources_diff(out, table)})")
-            raise StoreConfigMismatch(out, differing or {"config_hash": (existing.get("config_hash"), digest)})  # type: ignore[union-attr]
+    existing = check_target(out, config, digest, table, overwrite)
+    if existing is not None:
+        return _report_existing(existing, digest, time.perf_counter() - t0)
     remove_stale_temporaries(out)
 
     options = {"selection": selection, "backend": backend, "per_chain": per_chain}
-    failures: list[tuple[str, str]] = []
+    failures: list[tuple[str, str]] = [(str(p), MISSING) for p in sorted(missing)]
+    files_seen = len(paths) + len(missing)
     seen_ids: Counter[str] = Counter()
     with StoreWriter(out, overwrite=True) as writer:
         writer.split_fractions = fractions
+        for path, reason in failures:
+            writer.add_failure(path, reason)
         bar = tqdm(total=len(paths), desc="parse", unit="file", disable=not progress, file=sys.stderr)
         for path, result in _results(paths, options, workers):
             bar.update(1)
@@ -335,6 +333,8 @@ def build_store(
                 }  # fmt: skip
                 writer.add(CloudRecord(cloud_id, coords, codes, entry))
         bar.close()
+        if not writer.ids:  # nothing to keep: never replace a store with an empty one
+            raise _empty_build(out, files_seen, failures, digest, time.perf_counter() - t0)
         writer.write_text("sources.tsv", table)
         meta = writer.commit(
             {
@@ -343,14 +343,29 @@ def build_store(
                 "split_fractions": list(fractions),
                 "versions": _versions(),
                 "build_seconds": round(time.perf_counter() - t0, 3),
-                "files_seen": len(paths),
+                "files_seen": files_seen,
             }
         )
+    failures_beside(out).unlink(missing_ok=True)  # the list of an earlier empty build is stale
     counts = meta["counts"]
     return BuildReport(
-        out, "built", len(paths), counts["clouds"], counts["points"], counts["splits"],
+        out, "built", files_seen, counts["clouds"], counts["points"], counts["splits"],
         failures, time.perf_counter() - t0, digest,
     )  # fmt: skip
+
+
+def _empty_build(
+    out: Path, files_seen: int, failures: list[tuple[str, str]], digest: str, seconds: float
+) -> EmptyBuild:
+    """The exception to raise; saves the failure list beside ``out`` (atomically) when it can."""
+    report = BuildReport(out, "empty", files_seen, 0, 0, {k: 0 for k in SPLIT_NAMES}, failures, seconds, digest)
+    path: Path | None = failures_beside(out)
+    text = "file\treason\n" + "".join(f"{f}\t{' '.join(r.split())}\n" for f, r in failures)
+    try:
+        write_text_atomic(path, text)
+    except OSError:
+        path = None  # the message still gives the counts by reason and an example
+    return EmptyBuild(report, path)
 
 
 def _versions() -> dict[str, str]:
@@ -370,26 +385,6 @@ def _package_version() -> str:
         return version("protein-care")  # data_pipeline ships in the protein-care distribution
     except PackageNotFoundError:
         return "0.0.0+unknown"
-
-
-def _existing_meta(out: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((out / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _sources_diff(out: Path, table: str) -> str:
-    try:
-        old_lines = (out / "sources.tsv").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return "different (old source list unavailable)"
-    old = {ln.split("\t")[0]: ln for ln in old_lines if ln}
-    new = {ln.split("\t")[0]: ln for ln in table.splitlines() if ln}
-    added = len(new.keys() - old.keys())
-    removed = len(old.keys() - new.keys())
-    changed = sum(1 for k in new.keys() & old.keys() if new[k] != old[k])
-    return f"{added} added, {removed} removed, {changed} changed files"
 
 
 def _report_existing(store: PointCloudStore, digest: str, seconds: float) -> BuildReport:

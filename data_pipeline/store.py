@@ -9,12 +9,16 @@ Layout of a store directory (all arrays little-endian ``.npy``)::
     ids.json        [n] cloud IDs
     entries.jsonl   one JSON object per cloud (source, chain, method, resolution, ...)
     failures.tsv    file <TAB> reason, one line per file (or chain) left out
-    meta.json       configuration, its sha256, versions, counts; written last
+    meta.json       configuration, its sha256, versions, counts, and the size and sha256
+                    of every other file ("files"); written last
 
-:class:`StoreWriter` streams clouds into a temporary directory next to the target and
-renames it into place at :meth:`StoreWriter.commit`; a killed or failed write leaves no
-directory that :class:`PointCloudStore` would accept. Readers map the arrays with
-``np.load(mmap_mode="r")``: ``store[i]`` is a read-only view that touches only its rows.
+:class:`StoreWriter` streams clouds into a temporary directory next to the target, fsyncs
+it and renames it into place at :meth:`StoreWriter.commit`; a killed or failed write
+leaves no directory that :class:`PointCloudStore` would accept. Readers map the arrays
+with ``np.load(mmap_mode="r")``: ``store[i]`` is a read-only view that touches only its
+rows. Opening checks structure, sizes, split and feature codes and that every coordinate
+is finite; ``verify=True`` also checks every file against its recorded sha256 (stores
+written before checksums were recorded open without that check).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from data_pipeline.splits import SPLIT_NAMES, assign_split
+from data_pipeline.store_integrity import file_problems, fsync_dir, seal_files, value_problem
 from data_pipeline.structure import RESIDUE_VOCAB
 
 FORMAT_VERSION = 1
@@ -145,7 +150,8 @@ class StoreWriter:
         (self.tmp / name).write_text(text, encoding="utf-8")
 
     def commit(self, meta: Mapping[str, Any]) -> dict[str, Any]:
-        """Finish the arrays, write ``meta.json`` last and rename into place."""
+        """Finish the arrays, write ``meta.json`` last (with every other file's size and
+        sha256), fsync the files and the folder, and rename it into place."""
         self._coords.close()
         self._features.close()
         self._entries.close()
@@ -165,10 +171,16 @@ class StoreWriter:
                 "failures": self.n_failures,
                 "splits": {name: int(c) for name, c in zip(SPLIT_NAMES, counts)},
             },
+            "files": seal_files(self.tmp, skip=("meta.json",)),  # fsyncs them too
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        (self.tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=True), encoding="utf-8")
+        with open(self.tmp / "meta.json", "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(full, indent=2, sort_keys=True))
+            fh.flush()
+            os.fsync(fh.fileno())
+        fsync_dir(self.tmp)
         _replace_dir(self.tmp, self.out, self.overwrite)
+        fsync_dir(self.out.parent)
         self._done = True
         return full
 
@@ -240,12 +252,15 @@ class PointCloudStore:
     """Read a store: ``len(store)``, ``store[i]`` (coords view), ``store.split("train")``.
 
     Arrays are memory-mapped read-only; nothing is copied until a caller copies it.
-    Opening validates the directory and raises :class:`StoreError` with the problem.
+    Opening validates the directory (see the module docstring; one vectorised pass over
+    the arrays) and raises :class:`StoreError` naming the store, the file and the problem.
+    ``verify=True`` also reads every file and checks it against the sha256 recorded when
+    it was written (:meth:`verify_checksums`).
     ``random_access=True`` advises the kernel against readahead (``MADV_RANDOM``), so
     that shuffled reads from a cold cache fetch only the pages of the clouds asked for.
     """
 
-    def __init__(self, path: str | Path, *, random_access: bool = False) -> None:
+    def __init__(self, path: str | Path, *, random_access: bool = False, verify: bool = False) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
             raise StoreError(f"{self.path}: no store here (not a directory)")
@@ -254,20 +269,35 @@ class PointCloudStore:
             raise StoreError(f"{self.path}: incomplete store, missing {', '.join(missing)}")
         try:
             self.meta: dict[str, Any] = json.loads((self.path / "meta.json").read_text(encoding="utf-8"))
-            self.coords = np.load(self.path / "coords.npy", mmap_mode="r")
-            self._features = np.load(self.path / "features.npy", mmap_mode="r")
-            self.offsets = np.load(self.path / "offsets.npy")
-            self._splits = np.load(self.path / "splits.npy")
-            self.ids: list[str] = json.loads((self.path / "ids.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{self.path}: unreadable store file ({exc})") from None
+            raise StoreError(f"{self.path}: unreadable store file meta.json ({exc})") from None
+        if not isinstance(self.meta, dict):
+            raise StoreError(f"{self.path}: meta.json must hold a JSON object, found {type(self.meta).__name__}")
+        if "files" in self.meta:  # sizes: cheap, and clearer than a failing np.load
+            problems = file_problems(self.path, self.meta["files"], checksums=verify)
+            if problems:
+                raise StoreError(f"{self.path}: damaged store: {'; '.join(problems)}")
+        self.coords = self._load("coords.npy", mmap_mode="r")
+        self._features = self._load("features.npy", mmap_mode="r")
+        self.offsets = self._load("offsets.npy")
+        self._splits = self._load("splits.npy")
+        self.ids: list[str] = self._load("ids.json")
         self._entries: list[dict[str, Any]] | None = None
         self._validate()
+        self._scan()
         if random_access:  # shuffled training: no readahead, a read costs only its pages
             for array in (self.coords, self._features):
                 mm = getattr(array, "_mmap", None)
                 if mm is not None and hasattr(mmap, "MADV_RANDOM"):
                     mm.madvise(mmap.MADV_RANDOM)
+
+    def _load(self, name: str, mmap_mode: str | None = None) -> Any:
+        try:
+            if name.endswith(".json"):
+                return json.loads((self.path / name).read_text(encoding="utf-8"))
+            return np.load(self.path / name, mmap_mode=mmap_mode)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.path}: unreadable store file {name} ({exc})") from None
 
     def _validate(self) -> None:
         def fail(msg: str) -> StoreError:
@@ -287,8 +317,36 @@ class PointCloudStore:
         n = len(o) - 1
         if self._features.shape != (len(c),):
             raise fail(f"features has shape {self._features.shape}, expected ({len(c)},)")
+        if not isinstance(self.ids, list) or not all(isinstance(i, str) for i in self.ids):
+            raise fail("ids.json must be a list of strings")
         if len(self.ids) != n or self._splits.shape != (n,):
-            raise fail(f"{n} clouds in offsets but {len(self.ids)} ids and {len(self._splits)} split codes")
+            raise fail(f"{n} clouds in offsets but {len(self.ids)} ids and split codes of shape {self._splits.shape}")
+        for key in ("split_names", "feature_vocab"):
+            value = self.meta.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+                raise fail(f"meta.json {key!r} must be a list of strings, found {value!r}")
+        if self._features.dtype.kind not in "iu" or self._splits.dtype.kind not in "iu":
+            raise fail(f"features/splits must be integer codes, found {self._features.dtype}/{self._splits.dtype}")
+
+    def _scan(self) -> None:
+        names = self.meta.get("split_names", list(SPLIT_NAMES))
+        problem = value_problem(self.coords, self._features, self.offsets, self._splits, self.ids,
+                                len(names), len(self.meta.get("feature_vocab") or []))  # fmt: skip
+        if problem:
+            raise StoreError(f"{self.path}: {problem}")
+
+    def verify_checksums(self) -> bool:
+        """Read every file and compare it with the sha256 recorded at commit.
+
+        Returns ``False`` (nothing to compare) for a store written before checksums were
+        recorded, ``True`` when every file matches; raises :class:`StoreError` otherwise.
+        """
+        if "files" not in self.meta:
+            return False
+        problems = file_problems(self.path, self.meta["files"], checksums=True)
+        if problems:
+            raise StoreError(f"{self.path}: damaged store: {'; '.join(problems)}")
+        return True
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -324,8 +382,16 @@ class PointCloudStore:
     def entries(self) -> list[dict[str, Any]]:
         """Per-cloud metadata (loaded on first use)."""
         if self._entries is None:
+            entries = []
             with open(self.path / "entries.jsonl", encoding="utf-8") as fh:
-                self._entries = [json.loads(line) for line in fh]
+                for lineno, line in enumerate(fh, 1):
+                    try:
+                        entries.append(json.loads(line))
+                    except ValueError as exc:
+                        raise StoreError(f"{self.path}: entries.jsonl line {lineno}: not JSON ({exc})") from None
+            if len(entries) != len(self):
+                raise StoreError(f"{self.path}: entries.jsonl has {len(entries)} lines for {len(self)} clouds")
+            self._entries = entries
         return self._entries
 
     def read_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

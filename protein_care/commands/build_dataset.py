@@ -1,8 +1,8 @@
 """``protein-care build-dataset``: parse structure files into a point-cloud store.
 
 A thin layer over :func:`data_pipeline.build.build_store`: it gathers files (``--source``
-folders or files, ``--manifest`` of fetch-pdb), checks the arguments, builds, and
-prints a summary table.
+folders or files, ``--manifest`` of fetch-pdb; a listed file that is gone is recorded in
+failures.tsv as missing), checks the arguments, builds, and prints a summary table.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from data_pipeline.build import StoreConfigMismatch, build_store, find_structure_files, manifest_files
+from data_pipeline.build import EmptyBuild, StoreConfigMismatch, build_store, find_structure_files, manifest_files
 from data_pipeline.parse import BACKENDS
 from data_pipeline.splits import check_fractions
 from data_pipeline.store import StoreError
@@ -23,6 +23,7 @@ PROG = "protein-care build-dataset"
 EXIT_OK = 0  # the store was built (or was already up to date); failures are listed
 EXIT_REFUSED = 1  # --out holds a store of another configuration (or not a store)
 # EXIT_USAGE (2, protein_care.commands._args): a bad argument
+EXIT_NO_CLOUDS = 3  # every file was left out: no store written, an existing one kept
 
 EPILOG = f"""\
 examples:
@@ -32,12 +33,16 @@ examples:
 
 A folder is searched recursively for .cif/.mmcif/.pdb/.ent files (optionally .gz); each
 file is then recognised by content. Files that give no cloud are listed, with the
-reason, in STORE/failures.tsv. Building again with the same configuration does nothing.
+reason, in STORE/failures.tsv (a manifest's file that is gone, as missing). Building
+again with the same configuration does nothing once the store's checksums verify; a
+damaged store is rebuilt. If no file gives a cloud, no store is written (an existing one
+is kept) and the reasons go to STORE.failures.tsv beside it.
 
 exit status:
   {EXIT_OK}  the store was built, or was already up to date
   {EXIT_REFUSED}  --out holds a store built with another configuration (use --overwrite)
   {EXIT_USAGE}  bad arguments
+  {EXIT_NO_CLOUDS}  no file gave a cloud: nothing written (see STORE.failures.tsv)
 """
 
 
@@ -119,8 +124,11 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         return arg_error(PROG, "--manifest", "no usable (ok/cached) files in the manifest(s)")
     missing = [p for p in paths if not p.exists()]
-    if missing:
-        return arg_error(PROG, "--manifest", f"{len(missing)} listed files do not exist, e.g. {str(missing[0])!r}")
+    if missing and len(missing) == len(paths):
+        return arg_error(PROG, "--manifest", f"none of the {len(missing)} listed files exist, e.g. {str(missing[0])!r}")
+    if missing:  # recorded in failures.tsv by the build
+        print(f"{PROG}: {len(missing)} listed files do not exist (e.g. {str(missing[0])!r}): "
+              "left out as missing", file=sys.stderr)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         return arg_error(PROG, "--out", f"exists and is not a folder: {args.out!r}")
 
@@ -130,8 +138,11 @@ def run(args: argparse.Namespace) -> int:
             paths, args.out, selection=args.selection, min_points=args.min_points,
             max_points=args.max_points, backend=args.backend, workers=args.workers,
             per_chain=args.per_chain, split_fractions=args.split, overwrite=args.overwrite,
-            progress=progress,
+            progress=progress, missing_ok=True,
         )  # fmt: skip
+    except EmptyBuild as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_NO_CLOUDS
     except (StoreConfigMismatch, StoreError) as exc:
         print(f"{PROG}: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED

@@ -35,6 +35,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from data_pipeline.build import EmptyBuild
     from protein_care.demo import run_demo
 
     if args.minutes <= 0:
@@ -51,5 +52,8 @@ def run(args: argparse.Namespace) -> int:
                  seed=args.seed, workers=args.workers, tradeoff=args.tradeoff)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except EmptyBuild as error:  # no structure file could be parsed
+        print(f"error: --pdb-dir: {error}", file=sys.stderr)
         return 2
     return 0

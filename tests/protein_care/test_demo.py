@@ -110,3 +110,7 @@ def test_demo_rejects_bad_arguments(tmp_path, capsys):
     assert "--store" in capsys.readouterr().err
     assert main(["demo", "--out", str(tmp_path / "o"), "--store", "s", "--pdb-dir", "p"]) == 2
     assert "--store and --pdb-dir" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "1abc.pdb").write_text("HEADER    not a structure\nEND\n")
+    assert main(["demo", "--out", str(tmp_path / "o"), "--pdb-dir", str(tmp_path / "bad"), "--workers", "1"]) == 2
+    assert "--pdb-dir: no clouds" in capsys.readouterr().err
