@@ -63,8 +63,10 @@ def info_nce(z1: Tensor, z2: Tensor, temperature: float = 0.5, return_parts: boo
         \mathcal{L} = \frac{1}{2n}\sum_i \big(-s_{i,\mathrm{pos}(i)} + \log D_i\big).
 
     The two parts, as the authors' release reports them: ``alignment`` =
-    mean_i(−s_{i,pos(i)}) and ``uniformity`` = mean_i log D_i, so loss = alignment +
-    uniformity. Computed with log-sum-exp, finite for τ down to 0.01.
+    mean_i(−s_{i,pos(i)}) and ``uniformity`` = mean_i log Σ_{k ≠ i, pos(i)} e^{s_ik},
+    the negatives only (Wang & Isola's L_unif; the ``unif`` ablation trains on it). So
+    loss ≥ alignment + uniformity, not equal: D_i also holds the positive. Computed
+    with log-sum-exp, finite for τ down to 0.01.
 
     Args:
         z1: ``(n, d)`` embeddings of the first views.
@@ -85,9 +87,10 @@ def info_nce(z1: Tensor, z2: Tensor, temperature: float = 0.5, return_parts: boo
     partner = torch.arange(2 * n, device=z.device).roll(n)  # pos(i) = (i + n) mod 2n
     positive = logits.gather(1, partner[:, None]).squeeze(1)  # (2n,)
     log_denominator = torch.logsumexp(logits, dim=1)  # (2n,) over k != i
+    negatives = logits.scatter(1, partner[:, None], float("-inf"))  # k != i, pos(i)
     alignment = -positive.mean()
-    uniformity = log_denominator.mean()
-    loss = alignment + uniformity
+    uniformity = torch.logsumexp(negatives, dim=1).mean()
+    loss = alignment + log_denominator.mean()
     if return_parts:
         return {"loss": loss, "alignment": alignment, "uniformity": uniformity}
     return loss
@@ -216,8 +219,9 @@ def symplectic_form(d: int, *, dtype: torch.dtype = torch.float32, device=None) 
 
 @dataclass(frozen=True)
 class LossVariant:
-    """Which parts a named objective sums: ``alignment + uniformity + λ·equivariance``
-    with each coefficient 0 or 1 (the λ factor comes from the caller)."""
+    """Which terms a named objective uses: both InfoNCE terms (InfoNCE itself), alignment
+    alone (L_inv), uniformity alone (L_unif, negatives only), each + λ·equivariance
+    when ``equivariance`` (the λ factor comes from the caller)."""
 
     alignment: bool
     uniformity: bool
@@ -274,11 +278,14 @@ def combined_loss(
         "alignment": parts["alignment"],
         "uniformity": parts["uniformity"],
     }
-    loss = parts["alignment"].new_zeros(())
-    if variant.alignment:
-        loss = loss + parts["alignment"]
-    if variant.uniformity:
-        loss = loss + parts["uniformity"]
+    if variant.alignment and variant.uniformity:  # both: InfoNCE itself (its denominators hold the positive)
+        loss = parts["loss"]
+    elif variant.alignment:
+        loss = parts["alignment"]
+    elif variant.uniformity:
+        loss = parts["uniformity"]
+    else:
+        loss = parts["alignment"].new_zeros(())
     if variant.equivariance:
         if z1_eq is None or z2_eq is None:
             raise ValueError(f"loss {name!r} needs the equivariance views z1_eq and z2_eq")

@@ -51,13 +51,35 @@ def test_info_nce_equals_cross_entropy_reference(n, d, tau, seed):
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(1, 24), d=st.integers(2, 32), tau=st.floats(0.05, 2.0), seed=st.integers(0, 10_000))
-def test_info_nce_parts_sum_to_loss(n, d, tau, seed):
+@given(n=st.integers(2, 24), d=st.integers(2, 32), tau=st.floats(0.05, 2.0), seed=st.integers(0, 10_000))
+def test_info_nce_parts_are_the_releases_alignment_and_negatives_only_uniformity(n, d, tau, seed):
     z1, z2 = unit_rows(n, d, seed), unit_rows(n, d, seed + 1)
     parts = info_nce(z1, z2, tau, return_parts=True)
-    assert torch.allclose(parts["alignment"] + parts["uniformity"], parts["loss"], atol=1e-12)
     expected_alignment = -(z1 * z2).sum(1).mean() / tau
     assert torch.allclose(parts["alignment"], expected_alignment, atol=1e-12)
+    z = torch.cat([z1, z2])
+    similarity = torch.exp(z @ z.T / tau)
+    negatives = ~(torch.eye(2 * n, dtype=torch.bool) | torch.eye(2 * n, dtype=torch.bool).roll(n, dims=1))
+    expected_uniformity = similarity[negatives].view(2 * n, 2 * n - 2).sum(1).log().mean()
+    assert torch.allclose(parts["uniformity"], expected_uniformity, atol=1e-10)
+    # the loss's denominators also hold the positive: loss = alignment + mean log(pos + Σ neg)
+    positives = similarity[torch.eye(2 * n, dtype=torch.bool).roll(n, dims=1)]
+    denominators = positives + similarity[negatives].view(2 * n, 2 * n - 2).sum(1)
+    assert torch.allclose(parts["loss"], expected_alignment + denominators.log().mean(), atol=1e-10)
+    assert parts["loss"] > parts["alignment"] + parts["uniformity"]
+
+
+def test_the_uniformity_ablation_does_not_reward_pushing_the_positive_away():
+    # L_unif (negatives only) does not see the positive: the same batch with the partner
+    # views anti-aligned scores the same, where a denominator with the positive rewarded it
+    z1 = unit_rows(16, 8, 0)
+    others = unit_rows(16, 8, 1)
+    aligned = info_nce(z1, z1.clone(), 0.5, return_parts=True)["uniformity"]
+    opposite = info_nce(z1, -z1, 0.5, return_parts=True)["uniformity"]
+    assert torch.isfinite(aligned) and torch.isfinite(opposite)
+    shuffled = info_nce(z1, others, 0.5, return_parts=True)["uniformity"]
+    assert torch.isfinite(shuffled)
+    assert not opposite < aligned - 1e-6  # anti-aligned partners earn nothing
 
 
 @settings(max_examples=30, deadline=None)
@@ -263,8 +285,8 @@ def test_care_loss_is_info_nce_plus_lambda_times_equivariance():
 @pytest.mark.parametrize(
     "name, uses",
     [
-        ("care", {"alignment", "uniformity", "equivariance"}),
-        ("simclr", {"alignment", "uniformity"}),
+        ("care", {"info_nce", "equivariance"}),  # InfoNCE: alignment and its own denominators
+        ("simclr", {"info_nce"}),
         ("inv", {"alignment"}),
         ("unif", {"uniformity"}),
         ("equi-unif", {"uniformity", "equivariance"}),
