@@ -80,10 +80,17 @@ def composition_errors(F: Tensor, F_a: Tensor, F_b: Tensor, F_ba: Tensor) -> np.
     """Cor. 1 check ρ(b∘a) = ρ(b)ρ(a), with each ρ recovered by :func:`solve_wahba`
     from the set's embeddings: ``‖R_ba − R_b R_a‖_Fro / √d`` per triple.
 
+    The set determines each R only when its embeddings span the space (rank d, so
+    n ≥ d clouds): otherwise R is arbitrary outside their span and the difference
+    measures that, not the encoder (an exactly equivariant embedding of 121 clouds in
+    128 dimensions scores ~0.5). Then every entry is NaN (reported as None).
+
     Args:
         F: ``(n, d)``; F_a, F_b, F_ba: ``(K, n, d)``, embeddings under a_k, b_k and
             b_k∘a_k (a applied first: coordinates rotated by R_b R_a).
     """
+    if int(torch.linalg.matrix_rank(F.double())) < F.shape[1]:
+        return np.full(F_a.shape[0], np.nan)
     base = F.double().expand_as(F_a)
     r_a = solve_wahba(base, F_a.double())
     r_b = solve_wahba(base, F_b.double())

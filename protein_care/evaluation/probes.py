@@ -69,10 +69,10 @@ def principal_axes(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def well_defined(eigenvalues: np.ndarray, gap: float = WELL_DEFINED_GAP) -> np.ndarray:
-    """Whether PC1 is well defined: λ2 ≤ (1 − gap)·λ1, for eigenvalues ``(..., 3)``
-    sorted descending."""
+    """Whether PC1 is well defined: λ1 > 0 (the cloud is not a single point; λ in Å²)
+    and λ2 ≤ (1 − gap)·λ1, for eigenvalues ``(..., 3)`` sorted descending."""
     ev = np.asarray(eigenvalues)
-    return ev[..., 1] <= (1.0 - gap) * ev[..., 0]
+    return (ev[..., 0] > 1e-8) & (ev[..., 1] <= (1.0 - gap) * ev[..., 0])
 
 
 def rotate_axes(axes: np.ndarray, rotations: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -75,6 +75,19 @@ def test_composition_error_is_small_for_an_equivariant_encoder():
     assert composition_errors(F, Fa, Fb, shuffled).min() > 0.1
 
 
+def test_composition_is_undefined_when_the_set_does_not_span_the_embedding_space():
+    # an exactly equivariant map F(x R^T) = F(x) Q_R^T in d = 16 with Q = blockdiag(R, ..., R)
+    gen = torch.Generator().manual_seed(0)
+    a, b = random_rotations(2, generator=gen, dtype=torch.float64)
+    def blocks(r):
+        return torch.block_diag(*[r] * 5, torch.eye(1, dtype=torch.float64))
+    def embed(n):
+        F = torch.randn(n, 16, generator=gen, dtype=torch.float64)
+        return F, (F @ blocks(a).T)[None], (F @ blocks(b).T)[None], (F @ (blocks(b) @ blocks(a)).T)[None]
+    assert composition_errors(*embed(40)).max() < 1e-8  # n >= d: every R is determined
+    assert np.isnan(composition_errors(*embed(10))).all()  # n < d: R is free outside span(F)
+
+
 def test_retrieval_is_perfect_for_an_invariant_injective_encoder_and_chance_for_a_constant_one():
     g = torch.Generator().manual_seed(0)
     n = len(CLOUDS)

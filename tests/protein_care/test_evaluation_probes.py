@@ -56,6 +56,7 @@ def test_principal_axis_is_the_top_covariance_eigenvector_and_rotates_with_the_c
     u_rot, _ = principal_axes(x @ r[0].numpy().T)
     assert angles_deg(u_rot[None], rotate_axes(u[None], r))[0] < 1e-4
     assert well_defined(ev) and not well_defined(np.array([1.0, 0.95, 0.1]))
+    assert not well_defined(principal_axes(np.ones((50, 3)))[1])  # one point 50 times: no axis at all
 
 
 def test_target_round_trip_and_sign_invariance():
