@@ -3,12 +3,14 @@
 :func:`build_store` parses every source file with the shared policy
 (:mod:`data_pipeline.structure`) in a process pool, keeps one cloud per file (the
 selected atoms of all protein chains of model 1) or, with ``per_chain=True``, one cloud
-per chain, filters by size, assigns splits by group key (:mod:`data_pipeline.splits`)
-and streams everything into a temporary directory that is renamed into place at the end.
+per chain, filters by size and streams everything into a temporary directory that is
+renamed into place at the end. Splits are decided once all clouds are known, per
+connected component of clouds sharing a group key, an exact residue sequence or an
+entry ID (:mod:`data_pipeline.splits`), and written before the store is committed.
 
 The store remembers its configuration (selection, backend and its version, policy
-version, filters, per-chain flag, split fractions and the set of source files as
-path + size + mtime) as a sha256. Building again with the same configuration does no
+version, split rule version, filters, per-chain flag, split fractions and the set of
+source files as path + size + mtime) as a sha256. Building again with the same configuration does no
 work once the store's checksums verify (a damaged one is rebuilt); a different
 configuration is refused (:class:`StoreConfigMismatch`, naming the keys) unless
 ``overwrite=True``. A worker process that dies costs only the file it died on
@@ -41,7 +43,16 @@ from data_pipeline.build_target import StoreConfigMismatch as StoreConfigMismatc
 from data_pipeline.build_target import check_target, failures_beside
 from data_pipeline.parse import backend_version, check_options, try_read_structure
 from data_pipeline.sniff import file_stem
-from data_pipeline.splits import SPLIT_NAMES, assign_split, check_fractions, group_key
+from data_pipeline.splits import (
+    SPLIT_NAMES,
+    SPLIT_RULE_VERSION,
+    check_fractions,
+    component_splits,
+    entry_link,
+    group_key,
+    residue_sequence,
+    sequence_key,
+)
 from data_pipeline.store import CloudRecord, PointCloudStore, StoreWriter, remove_stale_temporaries
 from data_pipeline.store_integrity import write_text_atomic
 from data_pipeline.structure import POLICY_VERSION, ParseFailure, PointCloud
@@ -178,12 +189,20 @@ def _cut(cloud: PointCloud, per_chain: bool) -> list[tuple[str | None, np.ndarra
     info = {k: cloud.meta.get(k) for k in ("method", "resolution", "n_models")}
     info["entry_id"] = cloud.id
     if not per_chain:
-        return [(None, cloud.coords, codes, info)]
+        return [(None, cloud.coords, codes, {**info, "sequence_sha256": _sequence_key(cloud, None)})]
     return [
-        (chain, cloud.coords[m], codes[m], info)
+        (chain, cloud.coords[m], codes[m], {**info, "sequence_sha256": _sequence_key(cloud, m)})
         for chain in cloud.chains()
         for m in [cloud.chain_id == chain]
     ]
+
+
+def _sequence_key(cloud: PointCloud, mask: np.ndarray | None) -> str | None:
+    """The split rule's sequence key of the cloud (or of its points ``mask``)."""
+    arrays = (cloud.chain_id, cloud.res_seq, cloud.icode, cloud.res_name)
+    if mask is not None:
+        arrays = tuple(a[mask] for a in arrays)
+    return sequence_key(residue_sequence(*arrays))
 
 
 def _results(
@@ -219,6 +238,7 @@ def store_config(
         "backend": backend,
         "backend_version": backend_version(backend),
         "policy_version": POLICY_VERSION,
+        "split_rule": SPLIT_RULE_VERSION,
         "min_points": min_points,
         "max_points": max_points,
         "per_chain": per_chain,
@@ -302,6 +322,9 @@ def build_store(
     failures: list[tuple[str, str]] = [(str(p), MISSING) for p in sorted(missing)]
     files_seen = len(paths) + len(missing)
     seen_ids: Counter[str] = Counter()
+    groups: list[str] = []  # per written cloud: what its split is decided by (splits.py)
+    sequences: list[str | None] = []
+    entry_links: list[str | None] = []
     with StoreWriter(out, overwrite=True) as writer:
         writer.split_fractions = fractions
         for path, reason in failures:
@@ -327,14 +350,16 @@ def build_store(
                 if seen_ids[cloud_id] > 1:  # same entry in several files: keep IDs unique
                     cloud_id = f"{cloud_id}#{seen_ids[cloud_id]}"
                 group = group_key(file_stem(path), info["entry_id"])
-                entry = {
-                    "source": path, "chain": chain, "group": group,
-                    "split": assign_split(group, fractions), **info,
-                }  # fmt: skip
-                writer.add(CloudRecord(cloud_id, coords, codes, entry))
+                groups.append(group)
+                sequences.append(info.get("sequence_sha256"))
+                entry_links.append(entry_link(info["entry_id"]))
+                entry = {"source": path, "chain": chain, "group": group, **info}
+                writer.add(CloudRecord(cloud_id, coords, codes, entry))  # split: set below
         bar.close()
         if not writer.ids:  # nothing to keep: never replace a store with an empty one
             raise _empty_build(out, files_seen, failures, digest, time.perf_counter() - t0)
+        splits, keys = component_splits(groups, sequences, entry_links, fractions)
+        writer.set_splits(splits, [{"split_key": k} for k in keys])
         writer.write_text("sources.tsv", table)
         meta = writer.commit(
             {

@@ -1,22 +1,49 @@
-"""Deterministic train/val/test splits by a stable hash of a group key.
+"""Deterministic train/val/test splits: connected components of dependent clouds.
 
 Rule
 ----
-Every cloud gets the split of its **group key**, so that clouds that are not independent
-land together:
+Clouds that are not independent must land in the same split. Two clouds are *linked*
+when they share
 
-* the group key of a benchmark file named ``<ID>_<anything>`` or ``<ID>-<anything>``
-  (``1A2K_r_u.pdb``, ``1A2K_l_b-matched.pdb``, ``2r6g-TM_bound.pdb``) is the complex ID
-  before the first underscore (or dash), upper-cased, when it looks like a PDB ID (a
-  digit and three alphanumerics). The unbound partners of a complex come from *other*
-  PDB entries, so the file name, not the entry ID inside, must decide;
-* otherwise the group key is the entry ID read from the file (``PointCloud.id``),
-  upper-cased; all chains of one entry (``per_chain=True``) share it;
-* failing both, the file stem.
+a. a **group key**:
+
+   * for a benchmark file named ``<ID>_<anything>`` or ``<ID>-<anything>``
+     (``1A2K_r_u.pdb``, ``1A2K_l_b-matched.pdb``, ``2r6g-TM_bound.pdb``), the complex ID
+     before the first underscore (or dash), upper-cased, when it looks like a PDB ID (a
+     digit and three alphanumerics);
+   * otherwise the entry ID read from the file (``PointCloud.id``), upper-cased; all
+     chains of one entry (``per_chain=True``) share it;
+   * failing both, the file stem;
+
+b. the same **exact residue sequence** (:func:`residue_sequence`, hashed by
+   :func:`sequence_key`): benchmark sets reuse one unbound PDB entry as a partner of
+   several complexes (BM5: lysozyme, trypsin, ...), and the same entry may sit in
+   another corpus folder under another name. A sequence with fewer than
+   :data:`MIN_LINK_RESIDUES` known residues (empty, all-unknown, a short peptide)
+   links nothing;
+
+c. the **entry ID read from the file**, when it is a real PDB ID (:func:`entry_link`):
+   it joins the group key of that ID, so two files of one entry (or a complex's partner
+   file and that entry's own file) share a split even when their names differ.
+
+Links are transitive: the split of a cloud is the split of its connected component,
+:func:`assign_split` of the smallest group key in it (:func:`component_splits`), so
+the result does not depend on the order of the input.
 
 :func:`assign_split` maps a key to a split with the first 64 bits of its sha256, so the
-split of a key never depends on which other keys exist: adding entries never moves
-existing ones.
+split of a key never depends on which other keys exist. **Stability** is weaker than
+with group keys alone: adding entries never moves an existing cloud *unless* a new
+cloud links its component to another one (a shared sequence or entry) whose smallest
+key is smaller and hashes to another split; then the whole merged component moves
+together. A component that merges with nothing keeps the split of its own key.
+
+Not covered: near-identical sequences (point mutants, homologues, different
+construct boundaries) do not link; the rule removes exact duplicates only.
+:data:`SPLIT_RULE_VERSION` enters the store configuration, so that a store built with
+another rule is never taken as up to date (a build refuses it, naming ``split_rule``,
+or replaces it with ``overwrite``). A built store records, per cloud in
+``entries.jsonl``, its ``group``, ``sequence_sha256`` (None: links nothing) and
+``split_key`` (the component's key that decided its split).
 """
 
 from __future__ import annotations
@@ -26,19 +53,142 @@ import math
 import re
 from collections.abc import Sequence
 
+import numpy as np
+
+from data_pipeline.structure import OTHER, RESIDUE_VOCAB, WATER, residue_code, residue_kind
+
 SPLIT_NAMES = ("train", "val", "test")
+#: Bump when the rule changes: it enters the store configuration (stores are rebuilt).
+#: 1: group key only; 2: components of group key, exact sequence and entry ID.
+SPLIT_RULE_VERSION = 2
+#: Fewest known (non-``X``) residues for a sequence to link clouds.
+MIN_LINK_RESIDUES = 10
 _COMPLEX_PREFIX = re.compile(r"^([0-9][A-Za-z0-9]{3})[_\-]")
 _PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
+_REAL_PDB_ID = re.compile(r"^[1-9][A-Za-z0-9]{3}$")  # PDB IDs never start with 0
+#: One letter per :data:`RESIDUE_VOCAB` code (the 20 amino acids in vocabulary order, X).
+_LETTERS = "ARNDCQEGHILKMFPSTWYVX"
+assert len(_LETTERS) == len(RESIDUE_VOCAB)
 
 
 def group_key(file_stem: str, entry_id: str | None = None) -> str:
-    """The key that decides the split of a cloud (see the module rule)."""
+    """The group key of a cloud (rule a of the module)."""
     m = _COMPLEX_PREFIX.match(file_stem)
     if m:
         return m.group(1).upper()
     if entry_id:
         return entry_id.upper()
     return file_stem
+
+
+def entry_link(entry_id: str | None) -> str | None:
+    """The entry ID as a group key to link to (rule c), or None when it is not a real
+    PDB ID (a file stem such as ``1A2K_r_u`` standing in for a missing header)."""
+    if entry_id and _REAL_PDB_ID.match(entry_id):
+        return entry_id.upper()
+    return None
+
+
+def residue_sequence(
+    chain_id: np.ndarray, res_seq: np.ndarray, icode: np.ndarray, res_name: np.ndarray
+) -> str:
+    """One letter per residue of a cloud's points (any selection), chains in order of
+    first appearance, residues in point order within a chain; ``X`` for an unknown amino
+    acid. Waters and tabulated non-amino acids (ligands, nucleotides: selection ``all``)
+    are left out. A residue is a run of points with the same (chain, number, insertion
+    code, name)."""
+    n = len(res_name)
+    if n == 0:
+        return ""
+    chain_id, res_name = np.asarray(chain_id), np.asarray(res_name)
+    new = np.ones(n, dtype=bool)
+    new[1:] = (
+        (chain_id[1:] != chain_id[:-1])
+        | (np.asarray(res_seq)[1:] != np.asarray(res_seq)[:-1])
+        | (np.asarray(icode)[1:] != np.asarray(icode)[:-1])
+        | (res_name[1:] != res_name[:-1])
+    )
+    starts = np.flatnonzero(new)
+    chains, names = chain_id[starts], res_name[starts]
+    uniq, first = np.unique(chains, return_index=True)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
+    order = np.argsort(rank[np.searchsorted(uniq, chains)], kind="stable")
+    uniq_names, inverse = np.unique(names[order], return_inverse=True)
+    letters = np.array(
+        ["" if residue_kind(name) in (WATER, OTHER) else _LETTERS[residue_code(name)] for name in uniq_names.tolist()],
+        dtype=object,
+    )
+    return "".join(letters[inverse.reshape(-1)].tolist())
+
+
+def sequence_key(sequence: str) -> str | None:
+    """sha256 of a residue sequence (rule b), or None when it has fewer than
+    :data:`MIN_LINK_RESIDUES` known residues and must link nothing."""
+    if len(sequence) - sequence.count("X") < MIN_LINK_RESIDUES:
+        return None
+    return hashlib.sha256(sequence.encode("ascii")).hexdigest()
+
+
+def component_keys(
+    groups: Sequence[str],
+    sequences: Sequence[str | None] | None = None,
+    entries: Sequence[str | None] | None = None,
+) -> list[str]:
+    """The key that decides each cloud's split: the smallest group key of its component.
+
+    Cloud ``i`` has group key ``groups[i]``, sequence key ``sequences[i]`` (from
+    :func:`sequence_key`; None links nothing) and linked entry ID ``entries[i]`` (from
+    :func:`entry_link`; None links nothing). Clouds sharing a group key, a sequence key,
+    or whose entry ID equals another's entry ID or group key, are in one component.
+    """
+    n = len(groups)
+    sequences = [None] * n if sequences is None else list(sequences)
+    entries = [None] * n if entries is None else list(entries)
+    if len(sequences) != n or len(entries) != n:
+        raise ValueError(f"{n} groups but {len(sequences)} sequences and {len(entries)} entries")
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(x: tuple[str, str]) -> tuple[str, str]:
+        parent.setdefault(x, x)
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(a: tuple[str, str], b: tuple[str, str]) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    for group, seq, entry in zip(groups, sequences, entries):
+        node = ("g", group)  # entry IDs share the namespace of group keys (rule c)
+        find(node)
+        if seq is not None:
+            union(node, ("s", seq))
+        if entry is not None:
+            union(node, ("g", entry))
+    smallest: dict[tuple[str, str], str] = {}
+    for group in groups:
+        root = find(("g", group))
+        if root not in smallest or group < smallest[root]:
+            smallest[root] = group
+    return [smallest[find(("g", group))] for group in groups]
+
+
+def component_splits(
+    groups: Sequence[str],
+    sequences: Sequence[str | None] | None = None,
+    entries: Sequence[str | None] | None = None,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+) -> tuple[list[str], list[str]]:
+    """(split, component key) of every cloud: :func:`assign_split` of
+    :func:`component_keys` (see the module rule)."""
+    keys = component_keys(groups, sequences, entries)
+    split_of = {k: assign_split(k, fractions) for k in set(keys)}
+    return [split_of[k] for k in keys], keys
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

@@ -139,6 +139,28 @@ class StoreWriter:
         entry = {"id": record.id, **record.entry, "n_points": int(coords.shape[0]), "split": split}
         self._entries.write(json.dumps(entry, sort_keys=True) + "\n")
 
+    def set_splits(self, splits: Sequence[str], extra: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Replace the split of every cloud added so far (and add the fields ``extra[i]``
+        to entry ``i``): for splits that can only be decided once all clouds are known.
+        Rewrites ``entries.jsonl`` in the temporary directory; call before :meth:`commit`."""
+        if len(splits) != len(self.ids) or (extra is not None and len(extra) != len(self.ids)):
+            raise ValueError(f"{len(self.ids)} clouds but {len(splits)} splits")
+        codes = [SPLIT_NAMES.index(s) for s in splits]  # ValueError for an unknown name
+        self._entries.close()
+        path, new = self.tmp / "entries.jsonl", self.tmp / "entries.jsonl.new"
+        with open(path, encoding="utf-8") as src, open(new, "w", encoding="utf-8") as dst:
+            n = 0
+            for n, line in enumerate(src, 1):
+                entry = json.loads(line)
+                entry.update(extra[n - 1] if extra is not None else {})
+                entry["split"] = splits[n - 1]
+                dst.write(json.dumps(entry, sort_keys=True) + "\n")
+        if n != len(self.ids):
+            raise RuntimeError(f"entries.jsonl has {n} lines for {len(self.ids)} clouds")
+        os.replace(new, path)
+        self._entries = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in commit()
+        self.splits = codes
+
     def add_failure(self, file: str, reason: str) -> None:
         """One line of ``failures.tsv``."""
         clean = " ".join(str(reason).split())

@@ -142,10 +142,10 @@ def _progress_point(metrics: dict, step: int, total: int) -> dict:
 
 
 def collect_run(run_dir, store, *, name: str, trajectory_ids, out_dir: Path, steps: int = 64,
-                device="cpu", seed: int = 0, progress_checkpoints: bool = True, log=print) -> dict:
-    """Evaluate a run (final weights, and its snapshots for the progress curve), compute
-    its trajectories (saved to ``out_dir/trajectories/<slug>.npz``) and return its entry
-    of ``results.json``."""
+                device="cpu", seed: int = 0, progress_checkpoints: bool = True, split: str = "test", log=print) -> dict:
+    """Evaluate a run on ``split`` of the store (final weights, and its snapshots for the
+    progress curve), compute its trajectories (saved to ``out_dir/trajectories/<slug>.npz``)
+    and return its entry of ``results.json``."""
     from protein_care.evaluation.evaluate import evaluate_run
     from protein_care.report import TRAJECTORY_DIR, save_trajectories
     from protein_care.runs import list_snapshots, load_run
@@ -153,7 +153,7 @@ def collect_run(run_dir, store, *, name: str, trajectory_ids, out_dir: Path, ste
 
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
-    final = evaluate_run(run_dir, store, split="test", seed=seed, device=device, **EVAL_SETTINGS)
+    final = evaluate_run(run_dir, store, split=split, seed=seed, device=device, **EVAL_SETTINGS)
     config = final.get("config") or json.loads((run_dir / "config.json").read_text())
     total = int(config.get("total_steps") or final.get("checkpoint_step") or 0)
     progress = []
@@ -161,7 +161,7 @@ def collect_run(run_dir, store, *, name: str, trajectory_ids, out_dir: Path, ste
         for step, _ in list_snapshots(run_dir):
             if step == final.get("checkpoint_step"):
                 continue
-            m = evaluate_run(run_dir, store, split="test", seed=seed, device=device, checkpoint=step,
+            m = evaluate_run(run_dir, store, split=split, seed=seed, device=device, checkpoint=step,
                              **PROGRESS_EVAL_SETTINGS)
             progress.append(_progress_point(m, step, total))
     progress.append(_progress_point(final, int(final.get("checkpoint_step") or total), total))
@@ -298,8 +298,9 @@ def run_demo(out, *, pdb_dir=None, store_dir=None, minutes: float = 10.0, steps:
             source = _fetch_demo_structures(out / "pdb-cache", log=log)
         log(f"[1/4] store from {source}")
         store_path = out / "store"
+        # the demo's own store: rebuilt when an earlier version built it with other settings
         report = build_store(corpus_sources(Path(source)), store_path, selection="ca", min_points=20,
-                             max_points=3000, workers=workers, progress=sys.stderr.isatty())
+                             max_points=3000, workers=workers, progress=sys.stderr.isatty(), overwrite=True)
         log(f"  {report.summary() if hasattr(report, 'summary') else report}")
     store = PointCloudStore(store_path)
     batch_size = fit_batch_size(len(store.split("train")))

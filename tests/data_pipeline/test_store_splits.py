@@ -49,6 +49,9 @@ def test_adding_entries_never_moves_existing_ones(pdb_dir, tmp_path):
     assert big.clouds_written > small.clouds_written
     a, b = PointCloudStore(tmp_path / "a"), PointCloudStore(tmp_path / "b")
     split_b = {e["id"]: e["split"] for e in b.entries}
+    # Guaranteed while no new cloud links an old component to another one (a shared
+    # sequence or entry, see splits.py); none does here: every key is the cloud's own group.
+    assert all(e["split_key"] == e["group"] for e in b.entries)
     assert all(split_b[e["id"]] == e["split"] for e in a.entries)
 
 

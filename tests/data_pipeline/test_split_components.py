@@ -1,0 +1,150 @@
+"""Splits per connected component: clouds sharing a group key, an exact residue sequence
+or an entry ID share a split (no identical structure on both sides of a split)."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from data_pipeline import build
+from data_pipeline.build import StoreConfigMismatch, build_store
+from data_pipeline.splits import (
+    MIN_LINK_RESIDUES,
+    assign_split,
+    component_keys,
+    component_splits,
+    entry_link,
+    residue_sequence,
+    sequence_key,
+)
+from data_pipeline.store import CloudRecord, PointCloudStore, StoreWriter
+
+SEQ_A = "MKTAYIAKQRQISFVKSHFSRQ"
+SEQ_B = "GSHMLEDPVDAFQLGNTLVQK"
+SEQ_C = "KVFGRCELAAAMKRHGLDNYRG"
+
+
+def key(seq: str) -> str:
+    k = sequence_key(seq)
+    assert k is not None
+    return k
+
+
+def test_two_complexes_sharing_a_partner_sequence_land_together():
+    assert assign_split("1CCC") != assign_split("1DDD")  # apart by group key alone
+    groups = ["1CCC", "1CCC", "1DDD", "1DDD", "1EEE"]
+    seqs = [key(SEQ_A), key(SEQ_B), key(SEQ_C), key(SEQ_A), key(SEQ_A + "W")]  # 1DDD's ligand = 1CCC's
+    splits, keys = component_splits(groups, seqs)
+    assert keys == ["1CCC", "1CCC", "1CCC", "1CCC", "1EEE"]
+    assert splits[:4] == [assign_split("1CCC")] * 4 and splits[4] == assign_split("1EEE")
+
+
+def test_links_merge_transitively_and_entry_ids_link():
+    # 1ZZZ -seq-> 1YYY -seq-> 1XXX -entry-> 2XYZ (a file named 2XYZ_r_u whose own header
+    # says 1XXX); 1WWW stands alone.
+    groups = ["1ZZZ", "1YYY", "1YYY", "1XXX", "2XYZ", "1WWW"]
+    seqs = [key(SEQ_A), key(SEQ_A), key(SEQ_B), key(SEQ_B), key(SEQ_C), None]
+    entries = [None, None, None, None, entry_link("1xxx"), None]
+    assert component_keys(groups, seqs, entries) == ["1XXX"] * 5 + ["1WWW"]
+    # Two files of one entry under unrelated names share a split through the entry ID.
+    assert component_keys(["FOO_A", "BAR_B"], None, ["4HHB", "4HHB"]) == ["BAR_B", "BAR_B"]
+    assert entry_link("1A2K_r_u") is None and entry_link("0ABC") is None and entry_link(None) is None
+
+
+def test_empty_short_and_unknown_sequences_link_nothing():
+    short = "ACDEFGHIK"[: MIN_LINK_RESIDUES - 1]
+    for seq in ("", "X" * 200, short, "X" * 50 + short):
+        assert sequence_key(seq) is None, seq
+    assert sequence_key("ACDEFGHIKL"[:MIN_LINK_RESIDUES]) is not None
+    # Clouds whose only shared "sequence" is empty/unknown/short stay apart.
+    groups = ["1CCC", "1DDD", "1EEE"]
+    seqs = [sequence_key("X" * 300), sequence_key("X" * 300), sequence_key("")]
+    assert component_keys(groups, seqs) == groups
+    # From parsed arrays: UNK residues, waters and ligands give no linkable sequence.
+    names = np.array(["UNK"] * 30 + ["HOH"] * 5 + ["NAG"] * 3)
+    n = len(names)
+    seq = residue_sequence(np.array(["A"] * n), np.arange(n, dtype=np.int32), np.array([""] * n), names)
+    assert seq == "X" * 30 and sequence_key(seq) is None
+
+
+def test_residue_sequence_one_letter_per_residue_in_chain_order():
+    # heavy-atom style: several points per residue; chain B listed before chain A.
+    chain = np.array(["B", "B", "B", "A", "A", "B", "A"])
+    res_seq = np.array([1, 1, 2, 5, 5, 3, 6], dtype=np.int32)
+    icode = np.array([""] * 7)
+    res_name = np.array(["MSE", "MSE", "GLY", "TRP", "TRP", "ALA", "HOH"])
+    assert residue_sequence(chain, res_seq, icode, res_name) == "MGAW"
+    assert residue_sequence(chain[:0], res_seq[:0], icode[:0], res_name[:0]) == ""
+
+
+def test_components_do_not_depend_on_input_order_and_keep_unlinked_keys():
+    rng = random.Random(0)
+    clouds = [(f"{rng.randrange(1, 10)}{rng.choice('ABCDE')}{rng.randrange(10)}Q",
+               key(rng.choice([SEQ_A, SEQ_B, SEQ_C]) + "W" * rng.randrange(25)) if rng.random() < 0.5 else None,
+               rng.choice([None, None, None, "1ABC", "2DEF"])) for _ in range(300)]  # fmt: skip
+    expected = dict(zip(range(300), component_keys(*map(list, zip(*clouds)))))
+    for _ in range(5):
+        order = list(range(300))
+        rng.shuffle(order)
+        got = component_keys(*map(list, zip(*(clouds[i] for i in order))))
+        assert {i: k for i, k in zip(order, got)} == expected
+    assert len(set(expected.values())) < len({c[0] for c in clouds})  # some merged
+    # Nothing links: every cloud keeps its own group key (and so the old split).
+    groups = [c[0] for c in clouds]
+    assert component_keys(groups, [None] * 300, [None] * 300) == groups
+
+
+def test_writer_set_splits_rewrites_entries_before_commit(tmp_path):
+    with StoreWriter(tmp_path / "s") as writer:
+        for i in range(3):
+            writer.add(CloudRecord(f"c{i}", np.zeros((4, 3)), np.zeros(4, np.uint8), {"group": "1AAA"}))
+        writer.set_splits(["test", "val", "test"], [{"split_key": "k"}] * 3)
+        with pytest.raises(ValueError):
+            writer.set_splits(["test"])
+        writer.commit({})
+    store = PointCloudStore(tmp_path / "s", verify=True)
+    assert [e["split"] for e in store.entries] == ["test", "val", "test"]
+    assert {e["split_key"] for e in store.entries} == {"k"}
+    assert store.split("test").tolist() == [0, 2] and store.meta["counts"]["splits"]["val"] == 1
+
+
+TWINS = [("1MLC_l_u", "1DQJ_l_u"), ("4G6M_l_u", "4G6J_l_u")]  # same unbound entry (BM5)
+
+
+def test_known_bm5_twins_share_a_split_after_a_build(pdb_dir, tmp_path):
+    folder = pdb_dir / "BM5-clean"
+    complexes = sorted({name[:4] for pair in TWINS for name in pair})
+    sources = sorted(p for c in complexes for p in folder.glob(f"{c}_*.pdb.gz"))
+    assert len(sources) == 4 * len(complexes)
+    for a, b in TWINS:  # the old rule (group key alone) puts each pair apart
+        assert assign_split(a[:4]) != assign_split(b[:4])
+    build_store(sources, tmp_path / "s", workers=1, progress=False)
+    store = PointCloudStore(tmp_path / "s", verify=True)
+    entry = {e["id"]: e for e in store.entries}
+    for a, b in TWINS:
+        assert entry[a]["sequence_sha256"] == entry[b]["sequence_sha256"] is not None
+        assert entry[a]["split"] == entry[b]["split"], (a, b)
+        assert entry[a]["split_key"] == entry[b]["split_key"] == min(a[:4], b[:4])
+    by_group = defaultdict(set)
+    for e in store.entries:  # whole complexes move together
+        by_group[e["group"]].add(e["split"])
+    assert all(len(s) == 1 for s in by_group.values())
+    codes = {e["id"]: store.meta["split_names"][c] for e, c in zip(store.entries, store._splits.tolist())}
+    assert codes == {i: e["split"] for i, e in entry.items()}  # splits.npy agrees with entries
+
+
+def test_a_store_of_the_old_split_rule_is_not_up_to_date(pdb_dir, tmp_path, monkeypatch):
+    sources = sorted((pdb_dir / "BM5-clean").glob("1MLC_*"))
+    with monkeypatch.context() as m:
+        m.setattr(build, "SPLIT_RULE_VERSION", 1)
+        build_store(sources, tmp_path / "s", workers=1, progress=False)
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["config"]["split_rule"] == 1
+    with pytest.raises(StoreConfigMismatch, match="split_rule"):
+        build_store(sources, tmp_path / "s", workers=1, progress=False)
+    again = build_store(sources, tmp_path / "s", workers=1, progress=False, overwrite=True)
+    assert again.status == "built"
