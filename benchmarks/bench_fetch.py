@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "data_pipeline"))  # the loopback server lives with the tests
 
-from loopback_server import REAL_FILES, LoopbackRCSB, have_shared_pdb, real_file_bytes  # noqa: E402
+from loopback_server import REAL_FILES, LoopbackRCSB, have_shared_pdb, real_file_bytes, relabelled  # noqa: E402
 
 from data_pipeline.fetch import fetch  # noqa: E402
 from data_pipeline.fetch_verify import verify_structure_bytes  # noqa: E402
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'workers':>7} {'entries':>8} {'seconds':>8} {'entries/s':>10} {'MB/s':>7} "
           f"{'speed-up':>9} {'all ok':>7}")
     base_rate = None
-    files = {f"{pdb_id}.cif.gz": bodies[i % len(bodies)] for i, pdb_id in enumerate(ids)}
+    # each file names the entry it is served as (fetch checks the data_ block and _entry.id)
+    files = {f"{pdb_id}.cif.gz": relabelled(sources[i % len(sources)], pdb_id) for i, pdb_id in enumerate(ids)}
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     stop = ctx.Event()

@@ -2,10 +2,11 @@
 
 Every file lands in ``out_dir`` under the RCSB file name (``1ABC.cif.gz``) only after
 it verified (complete gzip stream with a good CRC, non-empty, parses with gemmi, >= 1
-atom; see :mod:`data_pipeline.fetch_verify`), and it is written atomically (temporary
-name in the same folder, fsync, ``os.replace``). Entries already cached and valid are
-skipped, so a killed run resumes where it stopped. One line per entry is appended to
-``out_dir/manifest.jsonl`` (:mod:`data_pipeline.fetch_manifest`).
+atom, not cut short, and the requested entry; see :mod:`data_pipeline.fetch_verify`),
+and it is written atomically (temporary name in the same folder, fsync, ``os.replace``).
+Entries already cached and valid are skipped, so a killed run resumes where it stopped.
+One line per entry is appended to ``out_dir/manifest.jsonl``
+(:mod:`data_pipeline.fetch_manifest`).
 
 Statuses:
 
@@ -14,7 +15,8 @@ ok         downloaded (or copied from the mirror) and verified
 cached     already in ``out_dir`` and verified again
 missing    no such file (HTTP 404, or not in the mirror); permanent, not retried
 obsolete   HTTP 404 and the RCSB holdings service says the entry was removed
-invalid    the bodies served never verified (HTML with 200, bad CRC, truncated gzip)
+invalid    the bodies served never verified (HTML with 200, bad CRC, truncated gzip), or
+           the file is another entry
 failed     transient faults outlasted the retries, or the file could not be written
 =========  ==============================================================================
 """
@@ -51,7 +53,7 @@ from data_pipeline.fetch_http import (
 )
 from data_pipeline.fetch_manifest import MANIFEST_NAME, USABLE_STATUSES, ManifestWriter
 from data_pipeline.fetch_report import STATUSES, FetchReport, FetchResult
-from data_pipeline.fetch_verify import VerificationError, verify_structure_bytes
+from data_pipeline.fetch_verify import VerificationError, verify_entry_id, verify_structure_bytes
 from data_pipeline.rcsb_ids import FORMATS, mirror_candidates, remote_file_name, split_valid_ids
 
 __all__ = ["STATUSES", "FetchResult", "FetchReport", "fetch", "RCSB_FILES_URL", "RCSB_HOLDINGS_URL"]
@@ -142,7 +144,7 @@ def _from_mirror(job: _Job, pdb_id: str, dest: Path) -> FetchResult:
         return FetchResult(pdb_id, "missing", f"not in mirror (looked for {candidates[0]})")
     data = found.read_bytes()
     try:
-        verify_structure_bytes(data, job.fmt)
+        verify_structure_bytes(data, job.fmt, pdb_id)
     except VerificationError as exc:  # a local file will not change on retry
         return FetchResult(pdb_id, "invalid", f"mirror file {found}: {exc}", source=str(found))
     return _store(job, pdb_id, dest, data, str(found))
@@ -157,6 +159,10 @@ def _from_http(job: _Job, pdb_id: str, dest: Path) -> FetchResult:
         if exc.status != "missing":
             return FetchResult(pdb_id, exc.status, exc.reason, source=url)
         return _classify_missing(job, pdb_id, exc.reason, url)
+    try:  # download_verified checked the body, not which entry it is
+        verify_entry_id(data, job.fmt, pdb_id)
+    except VerificationError as exc:
+        return FetchResult(pdb_id, "invalid", f"served body: {exc}", source=url)
     return _store(job, pdb_id, dest, data, url)
 
 
@@ -172,7 +178,8 @@ def _classify_missing(job: _Job, pdb_id: str, http_reason: str, url: str) -> Fet
         if removed["replaced_by"]:
             reason = f"superseded by {', '.join(removed['replaced_by'])}"
         else:
-            when = f" on {removed['remove_date'][:10]}" if removed.get("remove_date") else ""
+            date = removed.get("remove_date")  # an ISO string; anything else is shown as is
+            when = f" on {str(date)[:10]}" if date not in (None, "") else ""
             reason = f"removed from the PDB{when}, no successor"
         return FetchResult(pdb_id, "obsolete", reason, source=url)
     detail = NO_PDB_FORMAT if job.fmt == "pdb" else "no such entry"
@@ -188,7 +195,7 @@ def _fetch_one(job: _Job, pdb_id: str) -> FetchResult:
         if dest.exists():
             data = dest.read_bytes()
             try:
-                verify_structure_bytes(data, job.fmt)
+                verify_structure_bytes(data, job.fmt, pdb_id)
                 digest = hashlib.sha256(data).hexdigest()
                 result = FetchResult(pdb_id, "cached", "", dest, len(data), digest, "cache")
             except VerificationError as exc:  # corrupt cache: drop it, fetch again

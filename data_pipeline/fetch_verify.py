@@ -1,10 +1,27 @@
 """Is this a usable structure file? Checks for downloaded and cached ``.gz`` files.
 
-A file passes only when (1) it is a complete gzip stream (decompressed in full, so the
-CRC-32 and length trailer are checked), (2) it decompresses to something non-empty and
-(3) gemmi parses that text as a structure with at least one atom. A non-empty file is
-not a valid one: an HTML error page served with status 200, a truncated transfer and a
-file cut by a killed process all fail here.
+A file passes only when
+
+1. it is a complete gzip stream (decompressed in full, with a size cap, so the CRC-32
+   and length trailer are checked and a gzip bomb is refused);
+2. it decompresses to something non-empty;
+3. gemmi parses that text as a structure with at least one atom (gemmi also refuses a
+   loop whose values do not fill whole rows, e.g. ``_atom_site`` cut inside a row);
+4. it is complete as the wwPDB writes its files, so that a text cut at a row boundary
+   and then (re)compressed fails too: mmCIF has one data block with ``_atom_site``, and
+   that loop is closed (by ``#``, another category or block) instead of running into
+   the end of the file; PDB format ends with its mandatory ``END`` record;
+5. when the caller names the entry (``pdb_id``), it is that entry: the mmCIF block name
+   and ``_entry.id``, or the ID code of the PDB ``HEADER`` record (what RCSB and the
+   wwPDB mirrors write), equal the requested ID, case-insensitively.
+
+A non-empty file is not a valid one: an HTML error page served with status 200, a
+truncated transfer, a file cut by a killed process and another entry's file all fail.
+
+Check 4 is stricter than the parser (:mod:`data_pipeline.sniff`), which also reads
+files of other writers (Biopython, PyMOL) that end right after the last atom row: from
+the content alone such a file cannot be told from one cut at a row boundary, but every
+file the fetcher downloads comes from the wwPDB, whose writer closes every category.
 
 This module uses gemmi directly on purpose: it answers only "does this parse", and stays
 independent of :mod:`data_pipeline.structure`.
@@ -12,15 +29,30 @@ independent of :mod:`data_pipeline.structure`.
 
 from __future__ import annotations
 
-import gzip
+import re
 import zlib
 from pathlib import Path
 
 import gemmi
 
-__all__ = ["VerificationError", "verify_structure_bytes", "verify_structure_file"]
+from data_pipeline.rcsb_ids import normalize_pdb_id
+from data_pipeline.sniff import atom_site_loop
+
+__all__ = [
+    "MAX_DECOMPRESSED_BYTES",
+    "VerificationError",
+    "verify_entry_id",
+    "verify_structure_bytes",
+    "verify_structure_file",
+]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Cap on the decompressed size; the largest wwPDB mmCIF files are a few hundred MB.
+MAX_DECOMPRESSED_BYTES = 1 << 30
+_HEAD_BYTES = 1 << 16  # the entry ID is in the first lines of a wwPDB file
+_CIF_BLOCK = re.compile(rb"(?im)^[ \t]*data_(\S*)")
+_CIF_ENTRY_ID = re.compile(rb"(?m)^[ \t]*_entry\.id[ \t]+(\S+)")
+_PDB_HEADER = re.compile(rb"(?m)^HEADER[^\r\n]*")
 
 
 class VerificationError(Exception):
@@ -31,19 +63,113 @@ def _count_atoms(structure: gemmi.Structure) -> int:
     return sum(model.count_atom_sites() for model in structure)
 
 
-def verify_structure_bytes(data: bytes, fmt: str) -> int:
-    """Check that ``data`` is a gzipped structure file of format ``fmt``.
+def _gunzip(data: bytes, max_bytes: int, head_only: bool = False) -> bytes:
+    """Decompress every gzip member (checking CRC and length), refusing over ``max_bytes``.
+
+    ``head_only``: the first :data:`_HEAD_BYTES` of the text, without the checks.
+    """
+    out: list[bytes] = []
+    total = 0
+    while True:
+        dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        limit = _HEAD_BYTES if head_only else max_bytes - total + 1
+        try:
+            chunk = dec.decompress(data, limit)
+        except zlib.error as exc:  # also a bad CRC-32 or length trailer
+            raise VerificationError(f"corrupt gzip stream: {exc}") from None
+        if head_only:
+            return chunk
+        total += len(chunk)
+        if total > max_bytes:
+            raise VerificationError(f"decompresses to more than {max_bytes} bytes")
+        out.append(chunk)
+        if not dec.eof:
+            raise VerificationError("gzip stream is truncated")
+        data = dec.unused_data.lstrip(b"\x00")  # zero padding is allowed, as by gzip(1)
+        if not data:
+            return b"".join(out)
+        if data[:2] != _GZIP_MAGIC:
+            raise VerificationError("corrupt gzip stream: trailing data after the last member")
+
+
+def _check_complete(text: bytes, fmt: str, doc: gemmi.cif.Document | None) -> None:
+    if fmt == "pdb":
+        tail = text[-4096:].rstrip() or text.rstrip()
+        last = tail.rsplit(b"\n", 1)[-1]
+        if last[:6].rstrip() != b"END":
+            raise VerificationError("PDB file does not end with its END record (truncated?)")
+        return
+    assert doc is not None
+    blocks = [b.name for b in doc if "_atom_site." in b.get_mmcif_category_names()]
+    if len(blocks) > 1:
+        raise VerificationError(f"{len(blocks)} data blocks with coordinates ({', '.join(blocks[:5])})")
+    loop = atom_site_loop(text)
+    if loop is not None and loop[2] >= len(text):
+        raise VerificationError(
+            "the _atom_site loop runs into the end of the file: truncated at a row "
+            "boundary (wwPDB files close it with '#')"
+        )
+
+
+def _entry_ids(head: bytes, fmt: str) -> list[str]:
+    """IDs the text gives itself: block name and ``_entry.id``, or the HEADER ID code."""
+    if fmt == "pdb":
+        m = _PDB_HEADER.search(head)
+        code = m.group(0)[62:66].decode("latin-1").strip() if m else ""
+        return [code] if code else []
+    ids = []
+    block = _CIF_BLOCK.search(head)
+    if block:
+        ids.append(block.group(1).decode("latin-1"))
+    entry = _CIF_ENTRY_ID.search(head)
+    if entry:
+        ids.append(entry.group(1).decode("latin-1").strip("'\""))
+    return ids
+
+
+def _check_entry_id(head: bytes, fmt: str, pdb_id: str) -> None:
+    want = normalize_pdb_id(pdb_id)
+    where = "data_ block name / _entry.id" if fmt == "cif" else "HEADER ID code"
+    found = _entry_ids(head, fmt)
+    if not found:
+        raise VerificationError(f"no {where} in the file: cannot tell whether it is entry {want}")
+    for got in found:
+        try:
+            same = normalize_pdb_id(got) == want
+        except ValueError:
+            same = False
+        if not same:
+            raise VerificationError(f"file is entry {got!r} ({where}), not the requested {want}")
+
+
+def verify_entry_id(data: bytes, fmt: str, pdb_id: str) -> None:
+    """Check that gzipped ``data`` is entry ``pdb_id`` (reads only the head of the text).
+
+    For bodies already verified by :func:`verify_structure_bytes` without ``pdb_id``.
+
+    Raises:
+        VerificationError: another entry, or no ID in the file.
+    """
+    _check_entry_id(_gunzip(data, MAX_DECOMPRESSED_BYTES, head_only=True), fmt, pdb_id)
+
+
+def verify_structure_bytes(
+    data: bytes, fmt: str, pdb_id: str | None = None, *, max_bytes: int = MAX_DECOMPRESSED_BYTES
+) -> int:
+    """Check that ``data`` is a complete gzipped structure file of format ``fmt``.
 
     Args:
         data: the compressed bytes exactly as stored or served.
         fmt: ``"cif"`` (PDBx/mmCIF) or ``"pdb"`` (legacy PDB format).
+        pdb_id: when given, the file must be this entry (see the module docstring).
+        max_bytes: the largest accepted decompressed size.
 
     Returns:
         The number of atom sites gemmi read (>= 1).
 
     Raises:
         VerificationError: with a short reason (empty, not gzip, truncated, bad CRC,
-            does not parse, no atoms).
+            too large, does not parse, no atoms, incomplete, another entry).
     """
     if fmt not in ("cif", "pdb"):
         raise ValueError(f"format must be 'cif' or 'pdb', got {fmt!r}")
@@ -51,14 +177,10 @@ def verify_structure_bytes(data: bytes, fmt: str) -> int:
         raise VerificationError("empty file")
     if data[:2] != _GZIP_MAGIC:
         raise VerificationError(f"not a gzip stream (starts with {data[:16]!r})")
-    try:
-        text = gzip.decompress(data)  # reads to the end: checks CRC-32 and ISIZE
-    except EOFError:
-        raise VerificationError("gzip stream is truncated") from None
-    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise VerificationError(f"corrupt gzip stream: {exc}") from None
+    text = _gunzip(data, max_bytes)
     if not text or text.isspace():
         raise VerificationError("decompresses to an empty file")
+    doc = None
     try:
         if fmt == "cif":
             doc = gemmi.cif.read_string(text)
@@ -72,15 +194,19 @@ def verify_structure_bytes(data: bytes, fmt: str) -> int:
     n_atoms = _count_atoms(structure)
     if n_atoms < 1:
         raise VerificationError(f"parses as {fmt} but holds no atoms")
+    _check_complete(text, fmt, doc)
+    if pdb_id is not None:
+        _check_entry_id(text[:_HEAD_BYTES], fmt, pdb_id)
     return n_atoms
 
 
-def verify_structure_file(path: str | Path, fmt: str) -> int:
+def verify_structure_file(path: str | Path, fmt: str, pdb_id: str | None = None) -> int:
     """Check a ``.gz`` structure file on disk; see :func:`verify_structure_bytes`.
 
     Args:
         path: the file.
         fmt: ``"cif"`` or ``"pdb"``.
+        pdb_id: when given, the file must be this entry.
 
     Returns:
         The number of atom sites.
@@ -92,4 +218,4 @@ def verify_structure_file(path: str | Path, fmt: str) -> int:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise VerificationError(f"cannot read: {exc}") from None
-    return verify_structure_bytes(data, fmt)
+    return verify_structure_bytes(data, fmt, pdb_id)

@@ -28,7 +28,31 @@ def parse(source: Source) -> Structure:
         warnings.simplefilter("ignore")
         if source.fmt == "pdb":
             return PDBParser(QUIET=True).get_structure(source.entry_id, handle)
-        return MMCIFParser(QUIET=True).get_structure(source.entry_id, handle)
+        parser = MMCIFParser(QUIET=True)
+        try:
+            st = parser.get_structure(source.entry_id, handle)
+        except Exception:
+            _check_atom_site_columns(getattr(parser, "_mmcif_dict", None))  # the clearer reason
+            raise
+    _check_atom_site_columns(getattr(parser, "_mmcif_dict", None))
+    return st
+
+
+def _check_atom_site_columns(mmcif: dict | None) -> None:
+    """Refuse ragged ``_atom_site`` columns, as gemmi does ("Wrong number of values").
+
+    MMCIF2Dict deals loop values to the columns in turn, so a loop cut inside a row
+    leaves its first columns one longer; the structure builder would keep the rows
+    before the cut. (The sniff step catches this for one-row-a-line loops.)
+    """
+    if not mmcif:
+        return
+    lengths = {len(v) for k, v in mmcif.items() if k.startswith("_atom_site.") and isinstance(v, list)}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"the _atom_site loop ends inside a row (columns of {min(lengths)} and "
+            f"{max(lengths)} values): truncated file?"
+        )
 
 
 def read_table(
@@ -51,7 +75,7 @@ def atom_table(
         return t
     append = t.rows.append
     for chain in models[0]:
-        cname = chain.id
+        cname = chain.id.strip()  # blank chain: "" as gemmi has it
         for residue in chain.child_list:
             variants = residue.disordered_get_list() if residue.is_disordered() == 2 else [residue]
             for res in variants:
@@ -63,7 +87,7 @@ def atom_table(
                 hetfield, num, icode = res.id
                 head = (cname, int(num), icode.strip(), rname, hetfield != " ")
                 for atom in res.get_unpacked_list():
-                    aname = atom.get_name()
+                    aname = atom.get_name().strip()  # " N A" (inner blank): "N A", as gemmi
                     if want is not None and aname not in want:
                         continue
                     occ = atom.get_occupancy()

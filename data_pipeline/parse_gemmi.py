@@ -62,7 +62,7 @@ def atom_table(
     append = t.rows.append
     single = next(iter(names)) if names is not None and len(names) == 1 else None
     for chain in model:
-        cname = chain.name
+        cname = chain.name.strip()  # same normalisation as the Biopython backend
         for res in chain:
             rname = res.name
             kind = residue_kind(rname)
@@ -79,7 +79,7 @@ def atom_table(
             seqid = res.seqid
             head = (cname, seqid.num, seqid.icode.strip(), rname, res.het_flag == "H")
             for atom in atoms:
-                aname = atom.name
+                aname = atom.name.strip()
                 if want is not None and aname not in want:
                     continue
                 pos = atom.pos

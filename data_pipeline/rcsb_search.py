@@ -186,10 +186,15 @@ def search_entry_ids(
                     )
                 try:
                     page = resp.json()
+                    if not isinstance(page, dict):  # e.g. a JSON array
+                        raise TypeError(f"a JSON {type(page).__name__}, not an object")
                     hits = [str(hit["identifier"]) for hit in page.get("result_set", [])]
                     total = int(page.get("total_count", 0))
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise SearchError(f"unexpected search answer: {exc}") from None
+                    body = " ".join(resp.text[:120].split())
+                    raise SearchError(
+                        f"unexpected answer from the search service ({type(exc).__name__}: {exc}): {body!r}"
+                    ) from None
             for hit in hits:
                 if hit not in seen:
                     seen.add(hit)

@@ -10,6 +10,11 @@ exactly the same text:
 * the format is taken from the content: mmCIF starts with a ``data_`` block (after
   comments), PDB has ``ATOM``/``HETATM`` records, whose coordinate columns (31-54) must
   hold numbers (gemmi would read garbage there as 0, Biopython would refuse the file);
+* mmCIF is cut to the one data block that holds ``_atom_site`` (gemmi reads the first
+  block's atoms, Biopython merges all blocks, the last one winning); a file with two or
+  more such blocks (``cat a.cif b.cif``) is refused. An ``_atom_site`` loop whose last
+  row is incomplete (a truncated file) is refused too: gemmi rejects it, Biopython would
+  keep the rows before the cut;
 * PDB files written before 1996 keep an ID code and a sequence number in columns 73-80
   (e.g. ``1ACB 103``). Columns 77-78 are the element and 79-80 the charge in the current
   format, so gemmi rejects such records ("Wrong format for charge"). When any
@@ -21,6 +26,7 @@ exactly the same text:
 
 from __future__ import annotations
 
+import bisect
 import re
 import zlib
 from dataclasses import dataclass
@@ -48,7 +54,8 @@ class SourceError(Exception):
 class Source:
     """Decompressed, checked text of one structure file."""
 
-    data: bytes  # the text as bytes (latin-1 compatible), legacy columns already blanked
+    data: bytes  # the text as bytes (latin-1 compatible), legacy columns already blanked,
+    #               mmCIF cut to its data block with coordinates
     fmt: str  # "pdb" or "cif"
     entry_id: str  # from the content when present, else the file stem
     method: str | None
@@ -324,6 +331,133 @@ def _cif_header(data: bytes) -> tuple[str | None, str | None, float | None]:
     return entry_id, method, resolution
 
 
+# ---------------------------------------------------------------- mmCIF structure
+
+# A line that closes a loop: a comment, a tag, loop_, a new block or a save frame.
+_LOOP_END = re.compile(rb"\n[ \t]*(?:#|_|[lL][oO][oO][pP]_|[dD][aA][tT][aA]_|[sS][aA][vV][eE]_)")
+_ATOM_SITE = b"_atom_site."
+
+Loop = tuple[int, int, int]  # (columns, start of the rows, end of the rows)
+
+
+def atom_site_loop(data: bytes) -> Loop | None:
+    """``(columns, start, end)`` of the rows of the first ``_atom_site`` loop, or None.
+
+    ``end`` is the offset of the line that closes the loop (``#``, a tag, ``loop_``,
+    ``data_``, ``save_``), or ``len(data)`` when the rows run to the end of the text.
+    None when ``_atom_site`` is not a loop with one tag a line.
+    """
+    tag = find_tag(data, _ATOM_SITE, prefix=True)
+    if tag < 0:
+        return None
+    head = data[max(0, tag - 64) : tag].rstrip()
+    if not head.lower().endswith(b"loop_") or head[-6:-5].strip():
+        return None
+    ntags, pos = 0, tag
+    while data.startswith(_ATOM_SITE, pos):
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end
+        if len(data[pos:end].split()) != 1:
+            return None  # a value on a tag line: not the layout checked here
+        ntags, pos = ntags + 1, end + 1
+        while data[pos : pos + 1] in (b" ", b"\t", b"\r", b"\n"):
+            pos += 1
+    start = min(len(data), data.rfind(b"\n", 0, pos) + 1)
+    m = _LOOP_END.search(data, start - 1)
+    return ntags, start, m.start() + 1 if m else len(data)
+
+
+def _block_starts(data: bytes, lo: int, hi: int) -> set[int]:
+    """Offsets of the ``data_`` block headers in ``data[lo:hi]`` (bytes.find: memchr speed)."""
+    out = set()
+    for word in (b"data_", b"DATA_"):
+        pos = data.find(word, lo, hi)
+        while pos >= 0:
+            if not data[data.rfind(b"\n", 0, pos) + 1 : pos].strip(b" \t"):
+                out.add(pos)
+            pos = data.find(word, pos + 1, hi)
+    return out
+
+
+def _coordinate_block(data: bytes, loop: Loop | None) -> tuple[int, int]:
+    """``(start, end)`` of the one data block holding ``_atom_site``; see :func:`check_cif`."""
+    tag = find_tag(data, _ATOM_SITE, prefix=True)
+    if tag < 0:
+        return 0, len(data)
+    after = loop[2] if loop else tag + 1
+    # No block starts among the loop's rows (a data_ line would close the loop).
+    starts = sorted(_block_starts(data, 0, tag) | _block_starts(data, after, len(data)))
+    if len(starts) <= 1:
+        return 0, len(data)
+    found: list[int] = []  # blocks with an _atom_site tag; one find per block at most
+    pos = tag
+    while pos >= 0:
+        i = max(0, bisect.bisect_right(starts, pos) - 1)
+        found.append(i)
+        pos = find_tag(data, _ATOM_SITE, starts[i + 1], prefix=True) if i + 1 < len(starts) else -1
+    if len(found) > 1:
+        names = [data[starts[i] : starts[i] + 90].split()[0][5:].decode("latin-1") or "''" for i in found]
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise SourceError(f"{len(found)} data blocks with coordinates ({shown}); split the file")
+    i = found[0]
+    return starts[i], starts[i + 1] if i + 1 < len(starts) else len(data)
+
+
+def _row_values(line: bytes) -> int:
+    """Number of CIF values on one line (a ``#`` value starts a comment)."""
+    n = 0
+    for token in _TOKEN.findall(line.decode("latin-1")):
+        if token.startswith("#"):
+            break
+        n += 1
+    return n
+
+
+def _check_rows(data: bytes, loop: Loop) -> None:
+    """Refuse an ``_atom_site`` loop whose values do not fill whole rows (a cut file).
+
+    With one row a line (as every common writer has them) only the first and last rows
+    are read, and the whole loop is counted only when the last one looks short. Other layouts
+    (rows over several lines, ``;`` text fields) are left to the parsers, which both
+    count values too.
+    """
+    ntags, start, end = loop
+    stop = end
+    while stop > start and data[stop - 1] in b" \t\r\n":
+        stop -= 1
+    if stop <= start or 0 <= find_line_start(data, b";", start) < end:
+        return
+    first_end = data.find(b"\n", start, stop)
+    if _row_values(data[start : stop if first_end < 0 else first_end]) != ntags:
+        return  # rows span lines
+    if _row_values(data[max(start, data.rfind(b"\n", start, stop) + 1) : stop]) == ntags:
+        return
+    total = sum(_row_values(line) for line in data[start:stop].splitlines())
+    if total % ntags:
+        raise SourceError(
+            f"truncated mmCIF: the _atom_site loop ends inside a row ({total} values "
+            f"for rows of {ntags} columns)"
+        )
+
+
+def check_cif(data: bytes) -> bytes:
+    """The checked mmCIF text both backends read: only the data block with ``_atom_site``.
+
+    Raises :class:`SourceError` when several blocks hold ``_atom_site`` (gemmi would read
+    the first, Biopython's MMCIF2Dict lets the last overwrite it), and when the
+    ``_atom_site`` loop ends inside a row (gemmi refuses that, Biopython would keep the
+    rows before the cut).
+    """
+    loop = atom_site_loop(data)
+    start, end = _coordinate_block(data, loop)
+    if (start, end) != (0, len(data)):
+        data = data[start:end]
+        loop = atom_site_loop(data)
+    if loop is not None:
+        _check_rows(data, loop)
+    return data
+
+
 def load_source(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Source:
     """Read, check, sniff and (for legacy PDB) repair one file. Raises :class:`SourceError`."""
     data = read_bytes(path, max_bytes)
@@ -335,6 +469,7 @@ def load_source(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Source:
             data = blank_legacy_columns(data)
         entry_id, method, resolution = _pdb_header(data)
     else:
+        data = check_cif(data)
         entry_id, method, resolution = _cif_header(data)
     if not entry_id or not _ID_OK.match(entry_id):
         entry_id = file_stem(path)

@@ -9,6 +9,7 @@ failures, and turns the report into an exit status.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -58,7 +59,8 @@ def _number(kind: type, minimum: float, strict: bool, what: str) -> Callable[[st
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < minimum or (strict and value == minimum):
+        # NaN compares False with everything: it and inf must be refused explicitly.
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
@@ -191,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
                        holdings_url=args.holdings_url, backoff_factor=args.backoff)
     except OSError as exc:
         return arg_error(PROG, "--out", f"cannot use {args.out!r}: {exc}")
+    except ValueError as exc:  # fetch() names the bad setting (a check argparse missed)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     report.rejected = rejected
 
     print(report.summary())

@@ -7,8 +7,9 @@ One ``ThreadingHTTPServer`` (HTTP/1.1, keep-alive) on a random free port serves:
   in order; a ``sticky`` fault is never used up);
 * ``GET /holdings/removed/{ID}``: JSON registered with :meth:`LoopbackRCSB.add_removed`,
   else 404 (as data.rcsb.org does for entries that were never removed);
-* ``POST /search``: RCSB Search API v2 pagination over :attr:`LoopbackRCSB.search_hits`;
-  every posted JSON body is kept in :attr:`LoopbackRCSB.search_bodies`.
+* ``POST /search``: RCSB Search API v2 pagination over :attr:`LoopbackRCSB.search_hits`
+  (or :attr:`LoopbackRCSB.search_raw`, served as is with status 200, when set); every
+  posted JSON body is kept in :attr:`LoopbackRCSB.search_bodies`.
 
 Every request is logged (:meth:`LoopbackRCSB.count`); past ``max_requests`` the server
 answers 500 and sets :attr:`LoopbackRCSB.over_budget`, so a runaway client cannot loop
@@ -21,6 +22,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import socket
 import struct
 import threading
@@ -55,6 +57,18 @@ def have_shared_pdb() -> bool:
 def real_file_bytes(name: str) -> bytes:
     """Bytes of one of :data:`REAL_FILES` (gzip, exactly as RCSB would serve them)."""
     return (shared_pdb_dir() / REAL_FILES[name]).read_bytes()
+
+
+def relabelled(name: str, pdb_id: str) -> bytes:
+    """One of :data:`REAL_FILES` as entry ``pdb_id`` would be served: the mmCIF block name
+    and ``_entry.id`` (or the PDB HEADER ID code) rewritten, gzipped again."""
+    text = gzip.decompress(real_file_bytes(name))
+    old, new = name.split(".")[0].encode(), pdb_id.upper().encode()
+    if name.endswith(".cif.gz"):
+        text = re.sub(rb"(?m)^(data_|_entry\.id[ \t]+)" + old + rb"(?=\s)", rb"\g<1>" + new, text)
+    else:
+        text = re.sub(rb"(?m)^(HEADER.{56})" + old, rb"\g<1>" + new, text)
+    return gzip.compress(text, mtime=0)
 
 
 def gzip_plain_file(relative: str) -> bytes:
@@ -165,6 +179,9 @@ class _Handler(BaseHTTPRequestHandler):
         if owner.search_status != 200:
             self._send(owner.search_status, b'{"message": "Invalid query"}', "application/json")
             return
+        if owner.search_raw is not None:
+            self._send(200, owner.search_raw, "application/json")
+            return
         page = body.get("request_options", {}).get("paginate", {"start": 0, "rows": 10})
         start, rows = int(page["start"]), int(page["rows"])
         hits = owner.search_hits[start : start + rows]
@@ -238,6 +255,7 @@ class LoopbackRCSB:
         self.removed: dict[str, dict] = {}
         self.search_hits: list[str] = []
         self.search_status = 200
+        self.search_raw: bytes | None = None
         self.search_bodies: list[dict] = []
         self.requests: list[tuple[float, str, str]] = []
         self.over_budget = False

@@ -35,8 +35,8 @@ def server():
     with lb.LoopbackRCSB(max_requests=400) as srv:
         for name in lb.REAL_FILES:
             srv.add_file(name, lb.real_file_bytes(name))
-        for i in range(1, 10):  # 2AA1..2AA9: more entries, same real content
-            srv.add_file(f"2AA{i}.cif.gz", lb.real_file_bytes("1BNA.cif.gz"))
+        for i in range(1, 10):  # 2AA1..2AA9: more entries, 1BNA's atoms
+            srv.add_file(f"2AA{i}.cif.gz", lb.relabelled("1BNA.cif.gz", f"2AA{i}"))
         yield srv
     assert not srv.over_budget
 
@@ -139,6 +139,10 @@ def test_query_file_is_posted_as_given(server, tmp_path: Path) -> None:
     [
         (["1abc", "--workers", "0"], "--workers"),
         (["1abc", "--timeout", "-1"], "--timeout"),
+        (["1abc", "--timeout", "nan"], "--timeout"),
+        (["1abc", "--timeout", "inf"], "--timeout"),
+        (["1abc", "--backoff", "NaN"], "--backoff"),
+        (["--text", "x", "--max-resolution", "nan"], "--max-resolution"),
         (["1abc", "--retries", "x"], "--retries"),
         (["1abc", "--format", "mmtf"], "--format"),
         (["1abc", "--base-url", "ftp://x"], "--base-url"),
@@ -153,6 +157,23 @@ def test_bad_argument_stops_with_exit_2_naming_it(tmp_path: Path, capsys, extra:
     assert main(["fetch-pdb", "--out", str(tmp_path / "c"), *extra]) == 2
     assert f"argument {named}" in capsys.readouterr().err
     assert not (tmp_path / "c" / MANIFEST_NAME).exists()
+
+
+def test_value_error_from_fetch_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys) -> None:
+    from protein_care.commands import fetch_pdb
+
+    bad = ValueError("timeout must be > 0 seconds, got nan")
+    with mock.patch.object(fetch_pdb, "fetch", side_effect=bad):
+        assert main(["fetch-pdb", "1abc", "--out", str(tmp_path)]) == 2
+    assert "fetch-pdb: error: timeout must be > 0 seconds, got nan" in capsys.readouterr().err
+
+
+def test_search_answer_that_is_not_an_object_is_exit_3(server, tmp_path: Path, capsys) -> None:
+    server.search_raw = b'["1AKI"]'
+    assert main(["fetch-pdb", "--text", "x", "--out", str(tmp_path), *urls(server), *FAST]) == 3
+    err = capsys.readouterr().err
+    assert "unexpected answer from the search service" in err and "JSON list" in err
+    assert "Traceback" not in err
 
 
 def test_nothing_to_do_is_exit_2(tmp_path: Path, capsys) -> None:
@@ -195,7 +216,7 @@ def test_killed_run_resumes_and_fetches_only_the_rest(tmp_path: Path) -> None:
     out = tmp_path / "cache"
     with lb.LoopbackRCSB(latency=0.25, max_requests=100) as srv:
         for pdb_id in ids:
-            srv.add_file(f"{pdb_id}.cif.gz", lb.real_file_bytes("1BNA.cif.gz"))
+            srv.add_file(f"{pdb_id}.cif.gz", lb.relabelled("1BNA.cif.gz", pdb_id))
         proc = subprocess.Popen(
             [*FETCH_ONLY_CLI, "fetch-pdb", *ids, "--workers", "1", "--out", str(out), *urls(srv), *FAST],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,

