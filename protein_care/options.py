@@ -16,6 +16,7 @@ SPLIT_TRUNKS = ("shared", "separate")
 POINT_FEATURES = ("xyz", "xyz+quadratic")
 INV_AUGMENTS = ("rotation", "small-rotation", "points", "posed-points")
 NORMALIZATIONS = ("release", "pair_mean")
+NORM_STATS = ("joint", "per-view")
 LOSS_NAMES = ("care", "simclr", "inv", "unif", "equi-unif")
 
 #: Architecture keys and their defaults (the run config holds these among its values).
@@ -52,6 +53,7 @@ TRAIN_DEFAULTS: dict = {
     "anti_invariance": 0.0,  # μ of the orbit-similarity penalty (not in the paper; 0: off)
     "temperature": 0.5,
     "normalization": "release",
+    "norm_stats": "joint",  # BatchNorm statistics in training: over all stacked views, or per view (the release)
     "lr": 1e-3,
     "weight_decay": 1e-4,
     "warmup_steps": None,  # 5% of the planned steps

@@ -20,6 +20,7 @@ from protein_care.options import (
     ENCODERS,
     INV_AUGMENTS,
     LOSS_NAMES,
+    NORM_STATS,
     NORMALIZATIONS,
     NORMS,
     POINT_FEATURES,
@@ -64,6 +65,10 @@ def add_parser(subparsers) -> None:
     g.add_argument("--temperature", type=float, default=DEFAULTS["temperature"], help=f"InfoNCE τ {_d('temperature')}")
     g.add_argument("--n-split", type=int, default=DEFAULTS["n_split"], help=f"equivariance chunks per batch (must divide --batch-size) {_d('n_split')}")
     g.add_argument("--normalization", default=DEFAULTS["normalization"], choices=NORMALIZATIONS, help=f"of L_equi {_d('normalization')}")
+    g.add_argument("--norm-stats", default=DEFAULTS["norm_stats"], choices=NORM_STATS,
+                   help="BatchNorm statistics in training (--norm batch): joint over the stacked views of a step "
+                   "(one forward pass), or per-view, as the release's four separate passes; with joint statistics "
+                   f"L_equi is several times smaller, so λ values do not transfer {_d('norm_stats')}")
     g.add_argument("--inv-augment", default=None, choices=INV_AUGMENTS,
                    help="what separates the two invariance views (default: rotation; points for block B of --embedding split); "
                         "posed-points: points in one random pose per cloud shared by both views")

@@ -105,9 +105,14 @@ class SetTrunk(nn.Module):
         self.features, self.phi, self.aggregation, self.rho = features, phi, aggregation, rho
         self.norm = norm if norm is not None else nn.Identity()
 
-    def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int) -> Tensor:
+    def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, views: int = 1) -> Tensor:
+        """``views`` > 1: the clouds are that many stacked views (view-major); in training
+        a BatchNorm then takes each view's statistics apart, as separate forward passes
+        would (the release's four passes). Eval mode uses running statistics either way."""
         h = self.phi(self.features(pos, x))  # (N, hidden)
         pooled = self.aggregation(h, batch, dim_size=num_graphs)  # (B, pool width)
+        if views > 1 and self.training and isinstance(self.norm, nn.BatchNorm1d):
+            return self.rho(torch.cat([self.norm(chunk) for chunk in pooled.chunk(views)]))
         return self.rho(self.norm(pooled))  # (B, hidden)
 
 
@@ -121,8 +126,8 @@ class SetEncoder(Encoder):
         self.dim = dim
         self.config = dict(config or {})
 
-    def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int) -> Tensor:
-        return F.normalize(self.head(self.trunk(pos, x, batch, num_graphs)), dim=1)  # (B, dim)
+    def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, views: int = 1) -> Tensor:
+        return F.normalize(self.head(self.trunk(pos, x, batch, num_graphs, views)), dim=1)  # (B, dim)
 
 
 class SplitEncoder(Encoder):
@@ -164,15 +169,17 @@ class SplitEncoder(Encoder):
             raise ValueError(f"split_pose_weight must be in (0, 1), got {self.pose_weight!r}")
 
     def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, *, blocks: bool = False,
-                split_at: int | None = None):
+                split_at: int | None = None, views: int = 1):
         """``(B, dim)`` unit rows, or with ``blocks=True`` the two unit blocks
         ``(z_A, z_B)``, each ``(B, dim/2)``. With ``split_at=k`` (training) block A is
         computed for clouds ``0..k-1`` only and block B for clouds ``k..B-1`` only
-        (the stacked views of each block), returning ``(z_A [k], z_B [B-k])``."""
+        (the stacked views of each block), returning ``(z_A [k], z_B [B-k])``.
+        ``views``: the clouds are that many stacked views of equal size (see
+        :meth:`SetTrunk.forward`)."""
         if split_at is not None:
-            return self._blocks_of_parts(pos, x, batch, num_graphs, split_at)
-        h = self.trunk(pos, x, batch, num_graphs)
-        h_b = h if self.trunk_b is None else self.trunk_b(pos, x, batch, num_graphs)
+            return self._blocks_of_parts(pos, x, batch, num_graphs, split_at, views)
+        h = self.trunk(pos, x, batch, num_graphs, views)
+        h_b = h if self.trunk_b is None else self.trunk_b(pos, x, batch, num_graphs, views)
         z_a = F.normalize(self.head_a(h), dim=1)  # (B, dim/2), invariant block
         z_b = F.normalize(self.head_b(h_b), dim=1)  # (B, dim/2), equivariant block
         if blocks:
@@ -180,14 +187,15 @@ class SplitEncoder(Encoder):
         s = self.pose_weight
         return torch.cat([math.sqrt(1.0 - s) * z_a, math.sqrt(s) * z_b], dim=1)
 
-    def _blocks_of_parts(self, pos, x, batch, num_graphs: int, split_at: int):
-        if self.trunk_b is None:  # one trunk over all clouds (one BatchNorm over all views)
-            h = self.trunk(pos, x, batch, num_graphs)
+    def _blocks_of_parts(self, pos, x, batch, num_graphs: int, split_at: int, views: int = 1):
+        if self.trunk_b is None:  # one trunk over all clouds
+            h = self.trunk(pos, x, batch, num_graphs, views)
             return F.normalize(self.head_a(h[:split_at]), dim=1), F.normalize(self.head_b(h[split_at:]), dim=1)
         first = batch < split_at  # clouds are stacked in order, so this is a prefix of the points
         x_a, x_b = (None, None) if x is None else (x[first], x[~first])
-        h_a = self.trunk(pos[first], x_a, batch[first], split_at)
-        h_b = self.trunk_b(pos[~first], x_b, batch[~first] - split_at, num_graphs - split_at)
+        views_a = views * split_at // num_graphs if views > 1 else 1  # the views each block holds
+        h_a = self.trunk(pos[first], x_a, batch[first], split_at, views_a)
+        h_b = self.trunk_b(pos[~first], x_b, batch[~first] - split_at, num_graphs - split_at, max(1, views - views_a))
         return F.normalize(self.head_a(h_a), dim=1), F.normalize(self.head_b(h_b), dim=1)
 
 

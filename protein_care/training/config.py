@@ -21,6 +21,7 @@ from protein_care.options import (  # noqa: F401  (TRAIN_DEFAULTS, MODEL_DEFAULT
     ENCODERS,
     INV_AUGMENTS,
     MODEL_DEFAULTS,
+    NORM_STATS,
     NORMALIZATIONS,
     NORMS,
     POINT_FEATURES,
@@ -73,6 +74,7 @@ def validate(config: dict) -> None:
     need(config["pool"] in POOLS, "pool", f"one of {POOLS}")
     need(config["norm"] in NORMS, "norm", f"one of {NORMS}")
     need(config["normalization"] in NORMALIZATIONS, "normalization", f"one of {NORMALIZATIONS}")
+    need(config["norm_stats"] in NORM_STATS, "norm_stats", f"one of {NORM_STATS}")
     need(config["inv_augment"] in (None, *INV_AUGMENTS), "inv_augment", f"one of {INV_AUGMENTS}")
     for key in ("epochs", "batch_size", "n_split", "dim", "hidden", "log_every", "checkpoint_every"):
         need(isinstance(config[key], int) and config[key] >= 1, key, "an integer >= 1")
@@ -139,6 +141,7 @@ def derive(config: dict, *, train_size: int, world_size: int, length_scale: floa
 
 
 def resume_mismatches(saved: dict, current: dict) -> list[str]:
-    """Names of the values (other than :data:`RUNTIME_KEYS`) that differ."""
+    """Names of the values (other than :data:`RUNTIME_KEYS`) that differ; a key a run
+    was saved without (added later) counts as its default."""
     keys = (set(saved) | set(current)) - RUNTIME_KEYS - {"versions"}
-    return sorted(k for k in keys if not k.startswith("_") and saved.get(k) != current.get(k))
+    return sorted(k for k in keys if not k.startswith("_") and saved.get(k, DEFAULTS.get(k)) != current.get(k))

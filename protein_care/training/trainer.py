@@ -10,7 +10,8 @@ One step (batch of B clouds per process):
    (:mod:`protein_care.training.views`);
 3. ONE forward pass over all views stacked into one batch (fewer, larger kernels than
    four passes; with ``--norm batch`` the pooled vectors are normalised over all views
-   of the step together, as in a SimCLR forward of the concatenated views);
+   of the step together, as in a SimCLR forward of the concatenated views, or view by
+   view with ``--norm-stats per-view``, as the release's four separate passes);
    steps 1–2 run for W consecutive steps at once (``--view-window``; 1 on a CPU), each
    step's views then being slices of the window's;
 4. the loss core (:func:`protein_care.losses.combined_loss`) and an AdamW step.
@@ -166,13 +167,14 @@ class Trainer:
         cfg = self.config
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
         kw = dict(temperature=cfg["temperature"], lam=cfg["lam"], n_split=cfg["n_split"], normalization=cfg["normalization"])
+        views = stacked.num_views if cfg["norm_stats"] == "per-view" else 1  # BatchNorm statistics per view
         with autocast:  # the loss core runs outside, in float32
             if not self.split:
-                z = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs)
+                z = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs, views=views)
             else:  # block A sees the first two views (Haar-rotated), block B the others
                 split_at = 2 * (stacked.num_graphs // stacked.num_views)
                 z_a, z_b = self.forward(stacked.pos, stacked.x, stacked.batch, stacked.num_graphs, blocks=True,
-                                        split_at=split_at)
+                                        split_at=split_at, views=views)
         if not self.split:
             views = z.float().chunk(stacked.num_views)
             return self._with_anti_invariance(combined_loss(cfg["loss"], *views, **kw), views)

@@ -153,3 +153,37 @@ def test_separate_split_trunks_do_not_share_parameters():
     a = {id(p) for p in model.trunk.parameters()}
     b = {id(p) for p in model.trunk_b.parameters()}
     assert a and b and not (a & b)
+
+
+def _views(n_views: int, clouds: int, seed: int):
+    """``n_views`` stacked views of ``clouds`` clouds each (view-major), and each view apart."""
+    parts = [random_batch([6 + (i + v) % 4 for i in range(clouds)], seed + v) for v in range(n_views)]
+    pos = torch.cat([p for p, _, _ in parts])
+    x = torch.cat([f for _, f, _ in parts])
+    batch = torch.cat([b + v * clouds for v, (_, _, b) in enumerate(parts)])
+    return (pos, x, batch), parts
+
+
+@pytest.mark.parametrize("encoder", ["deepset", "pointnet"])
+def test_per_view_statistics_equal_separate_training_passes(encoder):
+    """``views=V`` in training: one stacked pass gives what V separate passes give (each
+    view's own BatchNorm statistics, running statistics updated once per view), as the
+    release's four passes; ``views=1`` normalises over all views together, which differs."""
+    (pos, x, batch), parts = _views(4, 8, seed=3)
+    stacked, separate = make(encoder).train(), make(encoder).train()
+    z = stacked(pos, x, batch, 32, views=4)
+    expected = torch.cat([separate(p, f, b, 8) for p, f, b in parts])
+    torch.testing.assert_close(z, expected)
+    torch.testing.assert_close(stacked.trunk.norm.running_mean, separate.trunk.norm.running_mean)
+    joint = make(encoder).train()(pos, x, batch, 32)
+    assert (joint - expected).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("trunks", ["separate", "shared"])
+def test_split_blocks_take_per_view_statistics_of_their_own_views(trunks):
+    (pos, x, batch), parts = _views(4, 6, seed=5)
+    model, reference = (make("deepset", embedding="split", split_trunks=trunks).train() for _ in range(2))
+    z_a, z_b = model(pos, x, batch, 24, blocks=True, split_at=12, views=4)  # A: views 0-1, B: views 2-3
+    blocks = [reference(p, f, b, 6, blocks=True) for p, f, b in parts]
+    torch.testing.assert_close(z_a, torch.cat([blocks[0][0], blocks[1][0]]))
+    torch.testing.assert_close(z_b, torch.cat([blocks[2][1], blocks[3][1]]))

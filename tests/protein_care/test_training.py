@@ -244,3 +244,31 @@ def test_underscore_annotations_in_config_json_do_not_block_resume(store, tmp_pa
     (out / "config.json").write_text(json.dumps({**saved, "_train_seconds": 1.5}))
     assert train({**TINY, "out": str(out), "resume": True}, store=store)["completed"]
     assert Trainer({**saved, "_note": "x", "out": str(out)}, store=store).config["total_steps"] == 9
+
+
+@pytest.mark.parametrize("embedding", ["single", "split"])
+def test_per_view_norm_statistics_train_and_change_the_step(store, tmp_path, embedding):
+    config = {**TINY, "out": None, "embedding": embedding, "loss": "care"}
+    views = None
+    parts = {}
+    for stats in ("joint", "per-view"):
+        trainer = Trainer({**config, "norm_stats": stats}, store=store)
+        views = views or trainer.make_views(epoch_batches(24, 8, seed=0, epoch=0)[0], 0)
+        parts[stats] = trainer.compute_loss(views)  # same seed: same weights, same views
+    key = "equivariance" if embedding == "single" else "b/equivariance"
+    assert torch.isfinite(parts["per-view"]["loss"])
+    assert not torch.isclose(parts["joint"][key], parts["per-view"][key])
+    summary = train({**TINY, "epochs": 1, "embedding": embedding, "norm_stats": "per-view",
+                     "out": str(tmp_path / "run")}, store=store)
+    assert summary["completed"]
+
+
+def test_a_setting_added_after_a_run_started_counts_as_its_default_on_resume(store, tmp_path):
+    out = tmp_path / "run"
+    train({**TINY, "out": str(out)}, store=store, stop_at_step=2)
+    saved = json.loads((out / "config.json").read_text())
+    del saved["norm_stats"]  # as written before the setting existed
+    (out / "config.json").write_text(json.dumps(saved))
+    assert train({**TINY, "out": str(out), "resume": True}, store=store)["completed"]
+    with pytest.raises(ValueError, match="--norm-stats .bogus.: expected one of"):
+        train({**TINY, "out": str(tmp_path / "other"), "norm_stats": "bogus"}, store=store)
