@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -55,6 +54,7 @@ from data_pipeline.fetch_manifest import MANIFEST_NAME, USABLE_STATUSES, Manifes
 from data_pipeline.fetch_report import STATUSES, FetchReport, FetchResult
 from data_pipeline.fetch_verify import VerificationError, verify_entry_id, verify_structure_bytes
 from data_pipeline.rcsb_ids import FORMATS, mirror_candidates, remote_file_name, split_valid_ids
+from data_pipeline.store_integrity import write_bytes_atomic
 
 __all__ = ["STATUSES", "FetchResult", "FetchReport", "fetch", "RCSB_FILES_URL", "RCSB_HOLDINGS_URL"]
 
@@ -75,29 +75,6 @@ class _Job:
     timeout: float
     policy: RetryPolicy
     session: requests.Session | None
-
-
-def _write_atomic(dest: Path, data: bytes) -> None:
-    """Write ``data`` to ``dest`` so that ``dest`` is either absent/old or complete."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable (not possible on every platform)
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 def _lock_cache(out_dir: Path) -> int | None:
@@ -131,7 +108,7 @@ def _remove_stale_parts(out_dir: Path, *, all_of_them: bool) -> None:
 
 
 def _store(job: _Job, pdb_id: str, dest: Path, data: bytes, source: str) -> FetchResult:
-    _write_atomic(dest, data)
+    write_bytes_atomic(dest, data)
     digest = hashlib.sha256(data).hexdigest()
     return FetchResult(pdb_id, "ok", "", dest, len(data), digest, source)
 

@@ -109,10 +109,15 @@ def value_problem(
 
 def write_text_atomic(dest: Path, text: str) -> None:
     """Write ``dest`` so that it is either absent/old or complete (fsync, rename, fsync)."""
+    write_bytes_atomic(dest, text.encode("utf-8"))
+
+
+def write_bytes_atomic(dest: Path, data: bytes) -> None:
+    """Write ``dest`` so that it is either absent/old or complete (fsync, rename, fsync)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
