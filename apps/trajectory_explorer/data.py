@@ -4,10 +4,11 @@ Everything here is a thin layer over the library: runs are loaded with
 :func:`protein_care.runs.load_run` (``weights_only=True``), trajectories come from
 :func:`protein_care.trajectories.compute_trajectories`, uploads are parsed by
 :func:`data_pipeline.parse.try_read_structure` with the pipeline's policy. The service
-adds what an interactive page needs: labels, a search over cloud IDs, uploads kept in
-memory, and an LRU cache (:mod:`~apps.trajectory_explorer.cache`) so that each (run,
-protein, axis, steps) is embedded once; the page's axis and steps are checked by
-:mod:`~apps.trajectory_explorer.inputs`.
+adds what an interactive page needs: labels (marking runs trained on another store,
+:mod:`.provenance`), a search over cloud IDs, uploads kept per browser session
+(:mod:`.uploads`), encoder batches within a memory budget (:mod:`.budget`), and an LRU
+cache (:mod:`.cache`) so that each (run, protein, axis, steps) is embedded once; the
+page's axis and steps are checked by :mod:`.inputs`.
 
     >>> data = ExplorerData.open(["runs/care", "runs/simclr"], "stores/pdb")   # doctest: +SKIP
     >>> traj = data.trajectory("0", "1A2K_r_u", inputs.parse_axis("custom", "1 1 0"), 64)  # doctest: +SKIP
@@ -16,16 +17,8 @@ protein, axis, steps) is embedded once; the page's axis and steps are checked by
 
 from __future__ import annotations
 
-import ast
-import base64
-import binascii
 import dataclasses
-import hashlib
 import json
-import re
-import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +26,15 @@ from typing import Any
 
 import numpy as np
 
+from apps.trajectory_explorer import budget
 from apps.trajectory_explorer.cache import LRUCache
 from apps.trajectory_explorer.inputs import Axis, ExplorerError, check_steps
+from apps.trajectory_explorer.provenance import StoreMismatch, atoms, compare, store_selection
+from apps.trajectory_explorer.uploads import (
+    DEFAULT_MAX_POINTS, DEFAULT_MAX_UPLOAD_MB, UPLOAD_PREFIX, Protein, SessionUploads, check_upload_name,
+    decode_data_url, parse_upload, upload_key, upload_name, valid_session,
+)
 
-#: Upload file names the explorer accepts (case-insensitive); the content decides the format.
-UPLOAD_SUFFIXES = (".cif", ".cif.gz", ".pdb", ".pdb.gz", ".ent", ".ent.gz")
-DEFAULT_MAX_UPLOAD_MB = 20.0
-#: A gzipped upload may unpack to at most this many times the upload limit.
-DECOMPRESSION_FACTOR = 10
-UPLOAD_PREFIX = "upload:"
 METRICS_JSON = "metrics.json"  # written by `protein-care evaluate` (evaluation.evaluate.METRICS_NAME)
 
 
@@ -55,28 +48,23 @@ class RunLoadError(ExplorerError):
 
 
 class StoreLoadError(ExplorerError):
-    """The store cannot be opened."""
+    """The store cannot be opened or chosen; ``option`` is the command-line option the
+    message is about (``"--store"`` when it was given, else None)."""
 
-
-@dataclass(frozen=True)
-class Protein:
-    """One cloud to show: from the store or an upload. ``coords`` (n, 3) float32 Å,
-    ``features`` (n,) residue codes."""
-
-    key: str
-    label: str
-    coords: np.ndarray
-    features: np.ndarray
-    source: str  # "store" or "upload"
+    def __init__(self, message: str, option: str | None = "--store") -> None:
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True)
 class RunEntry:
-    """A loaded run with its page label and the files written next to it."""
+    """A loaded run with its page label; ``mismatch`` when it was trained on another
+    store than the one shown (the label then says so)."""
 
     key: str
     label: str
     run: Any  # protein_care.runs.Run
+    mismatch: StoreMismatch | None = None
 
     @property
     def length_scale(self) -> float:
@@ -106,18 +94,6 @@ def read_evaluation(run_dir) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def store_selection(meta: dict) -> str:
-    """The atom selection a store was built with (``"ca"`` when it does not say)."""
-    config = meta.get("config")
-    if isinstance(config, str):
-        try:
-            config = ast.literal_eval(config)
-        except (ValueError, SyntaxError):
-            config = None
-    selection = config.get("selection") if isinstance(config, dict) else meta.get("selection")
-    return selection if selection in ("ca", "backbone", "heavy", "all") else "ca"
-
-
 class ExplorerData:
     """Runs, a store and uploads behind the page, with the embedding cache.
 
@@ -127,8 +103,10 @@ class ExplorerData:
             interface: ``ids``, ``store[i]``, ``features(i)``).
         device: where the encoders run.
         cache_size: trajectories kept (one per run, protein, axis and steps).
-        max_uploads: uploaded structures kept in memory (least recently used dropped).
+        max_uploads: uploaded structures kept per browser session (least recently used
+            dropped); ``max_uploads_total`` in all sessions.
         max_upload_bytes: the largest accepted upload.
+        max_points: the most points an upload may hold.
     """
 
     def __init__(
@@ -139,37 +117,47 @@ class ExplorerData:
         device="cpu",
         cache_size: int = 256,
         max_uploads: int = 16,
+        max_uploads_total: int = 64,
         max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024),
+        max_points: int = DEFAULT_MAX_POINTS,
     ) -> None:
         if not runs:
             raise ExplorerError("no runs to show")
-        if max_upload_bytes < 1:
-            raise ValueError(f"max_upload_bytes must be >= 1, got {max_upload_bytes}")
+        if max_upload_bytes < 1 or max_points < 1:
+            raise ValueError(f"max_upload_bytes and max_points must be >= 1, got {max_upload_bytes}, {max_points}")
+        self.store = store
+        self.selection = store_selection(getattr(store, "meta", {}) or {})
         taken: set[str] = set()
         self.runs: dict[str, RunEntry] = {}
         for k, run in enumerate(runs):
             if "length_scale" not in run.config:
                 raise RunLoadError(run.dir, "config.json has no length_scale (not a protein-care train run?)")
-            self.runs[str(k)] = RunEntry(str(k), _run_label(run, taken), run)
-        self.store = store
+            mismatch = compare(run, store, self.selection)
+            label = _run_label(run, taken) + (f" ⚠ {mismatch.note}" if mismatch else "")
+            self.runs[str(k)] = RunEntry(str(k), label, run, mismatch)
         self.ids: list[str] = [str(i) for i in store.ids]
         self._position = {cloud_id: k for k, cloud_id in enumerate(self.ids)}
         self._lower = [i.lower() for i in self.ids]
         self.device = device
         self.cache = LRUCache(cache_size)
-        self.max_uploads = max_uploads
         self.max_upload_bytes = int(max_upload_bytes)
-        self.selection = store_selection(getattr(store, "meta", {}) or {})
-        self._uploads: OrderedDict[str, Protein] = OrderedDict()
-        self._uploads_lock = threading.Lock()
+        self.max_points = int(max_points)
+        self._uploads = SessionUploads(max_uploads, max_uploads_total)
+
+    @property
+    def mismatches(self) -> list[StoreMismatch]:
+        """Runs trained on another store than the one shown."""
+        return [e.mismatch for e in self.runs.values() if e.mismatch is not None]
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
     def open(cls, run_dirs: Sequence, store=None, *, device="cpu", **kwargs) -> ExplorerData:
         """Load ``run_dirs`` and open ``store`` (default: the first run's training
-        store). :class:`RunLoadError` names a run that cannot be loaded;
-        :class:`StoreLoadError` says why the store cannot be opened."""
+        store, which every run must then have been trained on). :class:`RunLoadError`
+        names a run that cannot be loaded; :class:`StoreLoadError` says why the store
+        cannot be opened or chosen. Runs trained on another store than an explicit
+        ``store`` are marked (:attr:`mismatches`)."""
         from data_pipeline.store import PointCloudStore, StoreError
         from protein_care.evaluation.evaluate import training_store_path
         from protein_care.runs import load_run
@@ -184,17 +172,30 @@ class ExplorerData:
                 runs.append(load_run(run_dir, device))
             except Exception as error:  # noqa: BLE001 - any failure names the run
                 raise RunLoadError(run_dir, _message(error)) from None
-        if store is None:
+        explicit = store is not None
+        config_json = Path(run_dirs[0]) / "config.json"
+        if not explicit:
             store = training_store_path(runs[0].config)
             if not store:
-                raise StoreLoadError(f"{run_dirs[0]}: the run's config names no store; pass --store")
+                raise StoreLoadError(f"{config_json} names no training store; pass --store STORE", None)
         try:
             opened = store if not isinstance(store, (str, Path)) else PointCloudStore(store)
         except StoreError as error:
-            raise StoreLoadError(str(error)) from None
+            if explicit:
+                raise StoreLoadError(str(error)) from None
+            raise StoreLoadError(f"{config_json} records the training store {store}, which cannot be opened "
+                                 f"({error}); pass --store STORE to choose the proteins shown", None) from None
         if len(opened) == 0:
-            raise StoreLoadError(f"{store}: the store holds no clouds")
-        return cls(runs, opened, device=device, **kwargs)
+            raise StoreLoadError(f"{store}: the store holds no clouds", "--store" if explicit else None)
+        data = cls(runs, opened, device=device, **kwargs)
+        if not explicit and data.mismatches:
+            others = ", ".join(f"{m.run_dir} on {m.run_store or '(not recorded)'}"
+                               + (f" ({atoms(m.run_selection)})" if m.run_selection else "") for m in data.mismatches)
+            raise StoreLoadError(
+                f"the runs were trained on different stores: {run_dirs[0]} on {store} ({atoms(data.selection)}), "
+                f"{others}. Pass --store STORE "
+                "to choose the proteins shown (runs trained on another store are then marked in the page)", None)
+        return data
 
     # ------------------------------------------------------------------ lookups
 
@@ -235,20 +236,19 @@ class ExplorerData:
     def in_store(self, key) -> bool:
         return key in self._position
 
-    def uploads(self) -> list[Protein]:
-        with self._uploads_lock:
-            return list(self._uploads.values())
+    def uploads(self, session=None) -> list[Protein]:
+        """The uploads of browser session ``session`` (none without one)."""
+        return self._uploads.of(session) if valid_session(session) else []
 
-    def protein(self, key: str) -> Protein:
-        """The store cloud with ID ``key``, or the upload ``upload:<hash>``."""
+    def protein(self, key: str, session=None) -> Protein:
+        """The store cloud with ID ``key``, or the upload ``upload:<hash>`` of ``session``."""
         if key is None or key == "":
             raise ExplorerError("choose a protein")
         if key.startswith(UPLOAD_PREFIX):
-            with self._uploads_lock:
-                if key not in self._uploads:
-                    raise ExplorerError("that upload is no longer in memory; upload the file again")
-                self._uploads.move_to_end(key)
-                return self._uploads[key]
+            protein = self._uploads.get(session, key) if valid_session(session) else None
+            if protein is None:
+                raise ExplorerError("that upload is no longer in memory; upload the file again")
+            return protein
         if key not in self._position:
             raise ExplorerError(f"protein {key!r} is not in the store")
         i = self._position[key]
@@ -258,91 +258,54 @@ class ExplorerData:
 
     # ------------------------------------------------------------------ uploads
 
-    def add_upload(self, filename: str, data: bytes) -> Protein:
-        """Parse an uploaded structure file (bytes) with the pipeline's policy and keep
-        it; :class:`ExplorerError` with the reason for a bad name, size or content.
-
-        The bytes are written to a private temporary folder, parsed as structure data
-        only (:func:`data_pipeline.parse.try_read_structure`) and deleted."""
-        from data_pipeline.parse import try_read_structure
-        from data_pipeline.structure import ParseFailure
-
-        name = Path(str(filename or "")).name or "upload"
+    def add_upload(self, filename: str, data: bytes, session=None) -> Protein:
+        """Parse an uploaded structure file (bytes) and keep it for ``session``;
+        :class:`ExplorerError` with the reason for a bad name, size, content or point
+        count (see :func:`~apps.trajectory_explorer.uploads.parse_upload`)."""
+        name = upload_name(filename)
         check_upload_name(name)
-        if len(data) > self.max_upload_bytes:
-            raise ExplorerError(
-                f"{name}: {format_size(len(data))} is over the upload limit of {format_size(self.max_upload_bytes)}"
-            )
-        if not data:
-            raise ExplorerError(f"{name}: the file is empty")
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        key = f"{UPLOAD_PREFIX}{digest}"
-        with self._uploads_lock:
-            if key in self._uploads:
-                self._uploads.move_to_end(key)
-                return self._uploads[key]
-        with tempfile.TemporaryDirectory(prefix="protein-care-upload-") as tmp:
-            path = Path(tmp) / f"upload{_suffix(name)}"
-            path.write_bytes(data)
-            result = try_read_structure(
-                path, selection=self.selection, max_bytes=self.max_upload_bytes * DECOMPRESSION_FACTOR
-            )
-        if isinstance(result, ParseFailure) or not result:
-            reason = getattr(result, "reason", "unreadable").replace(str(path), name).replace(tmp, "")
-            raise ExplorerError(f"{name}: not a readable structure file ({reason})")
-        stem = re.sub(r"(\.gz)?$", "", name, flags=re.I)
-        stem = re.sub(r"\.(cif|pdb|ent)$", "", stem, flags=re.I)
-        protein = Protein(key, f"{stem} (uploaded, {len(result)} {self.selection.upper()} atoms)",
-                          np.asarray(result.coords, dtype=np.float32), np.asarray(result.residue_codes()), "upload")
-        with self._uploads_lock:
-            self._uploads[key] = protein
-            while len(self._uploads) > self.max_uploads:
-                self._uploads.popitem(last=False)
+        if not valid_session(session):
+            raise ExplorerError(f"{name}: this page has no upload session; reload the page")
+        known = self._uploads.get(session, upload_key(data)) if data else None
+        if known is not None:
+            return known
+        protein = parse_upload(name, data, selection=self.selection, max_bytes=self.max_upload_bytes,
+                               max_points=self.max_points)
+        self._uploads.put(session, protein)
         return protein
 
-    def add_upload_contents(self, filename: str, contents: str) -> Protein:
+    def add_upload_contents(self, filename: str, contents: str, session=None) -> Protein:
         """:meth:`add_upload` from a ``dcc.Upload`` data URL (``data:...;base64,...``);
         the size is checked before decoding."""
-        name = Path(str(filename or "")).name or "upload"
+        name = upload_name(filename)
         check_upload_name(name)
-        if not isinstance(contents, str) or "," not in contents:
-            raise ExplorerError(f"{name}: the browser sent no file content")
-        header, _, payload = contents.partition(",")
-        if not header.endswith(";base64"):
-            raise ExplorerError(f"{name}: the browser sent the file in an unknown encoding")
-        if len(payload) * 3 // 4 > self.max_upload_bytes + 3:
-            raise ExplorerError(
-                f"{name}: about {format_size(len(payload) * 3 // 4)} is over the upload limit of "
-                f"{format_size(self.max_upload_bytes)}"
-            )
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise ExplorerError(f"{name}: the upload is not valid base64") from None
-        return self.add_upload(name, data)
+        return self.add_upload(name, decode_data_url(name, contents, self.max_upload_bytes), session)
 
     # ------------------------------------------------------------------ embeddings
 
-    def trajectory(self, run_key: str, protein_key: str, axis: Axis, steps: int):
+    def trajectory(self, run_key: str, protein_key: str, axis: Axis, steps: int, session=None):
         """The :class:`~protein_care.trajectories.Trajectories` of one protein rotated
-        0 → 2π about ``axis`` in ``steps`` steps, embedded by run ``run_key`` (cached)."""
+        0 → 2π about ``axis`` in ``steps`` steps, embedded by run ``run_key`` (cached),
+        batched within the app's memory budget (:mod:`.budget`)."""
         entry = self.run(run_key)
         steps = check_steps(steps)
-        protein = self.protein(protein_key)
+        protein = self.protein(protein_key, session)
+        batch = budget.batch_size(entry.run.config, len(protein.coords), entry.label)
 
         def compute():
             from protein_care.trajectories import compute_trajectories
 
             traj = compute_trajectories(
                 entry.run.encoder, {protein.key: protein.coords}, [protein.key], steps=steps, axes=[axis.spec],
-                length_scale=entry.length_scale, features=[protein.features], device=self.device,
+                length_scale=entry.length_scale, features=[protein.features], device=self.device, batch_size=batch,
             )
-            # Name the axis by its label (a custom axis is a vector) and the protein by its label.
-            return dataclasses.replace(traj, axes=(axis.label,), ids=[protein.label])
+            return dataclasses.replace(traj, axes=(axis.label,))  # a custom axis is named by its label
 
-        return self.cache.get_or_compute((run_key, protein.key, axis.spec, steps), compute)
+        traj = self.cache.get_or_compute((run_key, protein.key, axis.spec, steps), compute)
+        # Uploads are content-addressed and shared: the name is this session's, not cached.
+        return dataclasses.replace(traj, ids=[protein.label])
 
-    def rotated_cloud(self, protein_key: str, axis: Axis, angle: float) -> np.ndarray:
+    def rotated_cloud(self, protein_key: str, axis: Axis, angle: float, session=None) -> np.ndarray:
         """The protein's points centred on their centroid and rotated by ``angle``
         (radians) about ``axis``: ``(n, 3)``, the pose the encoder saw at that angle."""
         import torch
@@ -350,30 +313,11 @@ class ExplorerData:
         from protein_care.augment import center_and_scale, rotate_per_cloud
         from protein_care.geometry import axis_rotation
 
-        protein = self.protein(protein_key)
+        protein = self.protein(protein_key, session)
         pos = torch.as_tensor(protein.coords, dtype=torch.float64)
         batch = torch.zeros(pos.shape[0], dtype=torch.long)
         rotation = axis_rotation(axis.spec, float(angle), dtype=torch.float64)  # (1, 3, 3)
         return rotate_per_cloud(center_and_scale(pos, batch, 1, 1.0), batch, rotation).numpy()
-
-
-def check_upload_name(name: str) -> None:
-    if not name.lower().endswith(UPLOAD_SUFFIXES):
-        raise ExplorerError(f"{name}: upload a structure file ending in .cif, .cif.gz, .pdb or .pdb.gz")
-
-
-def _suffix(name: str) -> str:
-    low = name.lower()
-    for suffix in sorted(UPLOAD_SUFFIXES, key=len, reverse=True):
-        if low.endswith(suffix):
-            return suffix
-    return ""
-
-
-def format_size(n: int) -> str:
-    """A byte count as kB (under 1 MB) or MB, for messages (the page's upload guard
-    writes sizes the same way)."""
-    return f"{n / 1048576:.1f} MB" if n >= 1048576 else f"{n / 1024:.0f} kB"
 
 
 def _message(error: BaseException) -> str:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from dash import dcc, html
 
-from apps.trajectory_explorer.data import ExplorerData, format_size
+from apps.trajectory_explorer.data import ExplorerData
 from apps.trajectory_explorer.inputs import MAX_STEPS
+from apps.trajectory_explorer.uploads import format_size, new_session_id
 from apps.trajectory_explorer.views import protein_options, slider_settings
 
 DEFAULT_STEPS = 64
@@ -24,6 +25,8 @@ def _field(label: str, *children, hint: str | None = None) -> html.Div:
 
 
 def build_layout(data: ExplorerData) -> html.Div:
+    """The page; built on each page load (a fresh upload session, unless the tab's
+    sessionStorage already holds one)."""
     first = data.ids[0] if data.ids else None
     top, marks, value = slider_settings(DEFAULT_STEPS)
     controls = html.Div(
@@ -44,8 +47,9 @@ def build_layout(data: ExplorerData) -> html.Div:
                     id="upload-box", **{"data-max-bytes": str(data.max_upload_bytes)},
                 ),
                 dcc.Loading(html.Div(id="upload-message", className="message"), type="dot", delay_show=200),
-                hint=f".cif, .cif.gz, .pdb or .pdb.gz, at most {format_size(data.max_upload_bytes)}; "
-                     f"read with the pipeline's policy ({data.selection.upper()} atoms of model 1)",
+                hint=f".cif, .cif.gz, .pdb or .pdb.gz, at most {format_size(data.max_upload_bytes)} and "
+                     f"{data.max_points:,} points; read with the pipeline's policy ({data.selection.upper()} atoms "
+                     "of model 1); visible to this browser tab only",
             ),
             _field("Rotation axis",
                    dcc.RadioItems(id="axis", options=[{"label": a, "value": a} for a in ("x", "y", "z")]
@@ -100,4 +104,6 @@ def build_layout(data: ExplorerData) -> html.Div:
          html.Span(f"{len(data.runs)} run(s) · store {getattr(data.store, 'path', '')} · device {data.device}",
                    className="subtitle")],
     )
-    return html.Div([header, html.Div([controls, main], className="page"), dcc.Store(id="uploads-version", data=0)])
+    stores = [dcc.Store(id="uploads-version", data=0),
+              dcc.Store(id="session", data=new_session_id(), storage_type="session")]
+    return html.Div([header, html.Div([controls, main], className="page"), *stores])

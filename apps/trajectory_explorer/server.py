@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import socket
 from pathlib import Path
 
 import dash
@@ -35,7 +36,7 @@ def create_app(data: ExplorerData) -> dash.Dash:
         __name__, title=TITLE, update_title=None, assets_folder=str(ASSETS), serve_locally=True,
         suppress_callback_exceptions=False,
     )
-    app.layout = build_layout(data)
+    app.layout = lambda: build_layout(data)  # per page load: each tab gets its own upload session
     register_callbacks(app, data)
     # base64 is 4/3 of the bytes; anything larger than an allowed upload can need is refused unread.
     app.server.config["MAX_CONTENT_LENGTH"] = math.ceil(data.max_upload_bytes * 4 / 3) + REQUEST_OVERHEAD_BYTES
@@ -57,8 +58,17 @@ def is_loopback(host: str) -> bool:
 def make_server(app: dash.Dash, host: str = "127.0.0.1", port: int = 8050):
     """A threaded werkzeug server for ``app`` bound to ``host:port`` (port 0: a free
     one, read it from ``server.server_port``); call ``serve_forever()`` and, from another
-    thread, ``shutdown()``. Raises ``OSError`` when the address is taken."""
+    thread, ``shutdown()``. Raises ``OSError`` (``errno.EADDRINUSE`` when the port is
+    taken): the socket is bound here, as werkzeug would print and exit instead."""
+    from werkzeug.serving import LISTEN_QUEUE, get_sockaddr, select_address_family
     from werkzeug.serving import make_server as werkzeug_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    return werkzeug_server(host, port, app.server, threaded=True)
+    family = select_address_family(host, port)
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug: no wait after a restart
+        sock.bind(get_sockaddr(host, int(port), family))
+        sock.listen(LISTEN_QUEUE)
+        server = werkzeug_server(host, port, app.server, threaded=True, fd=sock.fileno())  # werkzeug dups the fd
+    server.server_port = server.port
+    return server

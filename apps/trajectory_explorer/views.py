@@ -47,7 +47,7 @@ def _internal(error: BaseException, what: str) -> str:
 @dataclass
 class Views:
     """The figures of one choice of runs, protein, axis, steps and angle, and a status
-    line (``error`` True when it reports a problem)."""
+    line (``error`` True when it reports a problem). A figure not asked for is None."""
 
     traj2d: Any
     traj3d: Any
@@ -56,11 +56,13 @@ class Views:
     error: bool = False
 
 
-def render_views(data: ExplorerData, run_keys, protein_key, axis_choice, axis_text, steps, index) -> Views:
+def render_views(data: ExplorerData, run_keys, protein_key, axis_choice, axis_text, steps, index, *,
+                 session=None, only: str | None = None) -> Views:
     """Trajectory panels (2-D and 3-D PCA) of the chosen runs, the point cloud at the
-    slider's angle, and the status line."""
+    slider's angle, and the status line; ``only`` (a key of :data:`EXPORT_KINDS`) builds
+    just that figure. ``session`` is the page's, for its uploads."""
     try:
-        return _render_views(data, run_keys, protein_key, axis_choice, axis_text, steps, index)
+        return _render_views(data, run_keys, protein_key, axis_choice, axis_text, steps, index, session, only)
     except ExplorerError as error:
         return _failed(str(error))
     except Exception as error:  # noqa: BLE001 - the page shows a message, never a traceback
@@ -72,7 +74,7 @@ def _failed(message: str) -> Views:
     return Views(blank, figures.message_figure(message), figures.message_figure(message), message, True)
 
 
-def _render_views(data, run_keys, protein_key, axis_choice, axis_text, steps, index) -> Views:
+def _render_views(data, run_keys, protein_key, axis_choice, axis_text, steps, index, session, only) -> Views:
     run_keys = [k for k in (run_keys or []) if k in data.runs]
     if not run_keys:
         raise ExplorerError("choose at least one run")
@@ -80,22 +82,26 @@ def _render_views(data, run_keys, protein_key, axis_choice, axis_text, steps, in
         raise ExplorerError("choose a protein (type to search the store) or upload a structure file")
     axis = parse_axis(axis_choice, axis_text)
     steps = check_steps(steps)
-    protein = data.protein(protein_key)
-    panels = [(data.run(k).label, data.trajectory(k, protein.key, axis, steps)) for k in run_keys]
+    protein = data.protein(protein_key, session)
+    panels = [(data.run(k).label, data.trajectory(k, protein.key, axis, steps, session)) for k in run_keys]
     angles = panels[0][1].angles
     index = int(np.clip(int(index or 0), 0, steps - 1))
     degrees = math.degrees(float(angles[index]))
     revision = f"{','.join(run_keys)}|{protein.key}|{axis.spec}|{steps}"
     title = f"{protein.label}: rotation 0 → 360° about {axis.label}, {steps} steps"
-    traj2d = figures.trajectories_figure(panels, index, view="2d", title=title, uirevision=revision)
-    traj3d = figures.trajectories_figure(panels, index, view="3d", title=title + " (3-D PCA)", uirevision=revision)
-    coords = data.rotated_cloud(protein.key, axis, float(angles[index]))
-    radius = float(np.linalg.norm(coords, axis=1).max()) * 1.05 + 1.0
-    vector = _axis_vector(axis.spec)
-    cloud = figures.cloud_figure(
-        coords, title=f"{protein.label} at {degrees:.0f}° about {axis.label}", axis_vector=vector, radius=radius,
-        uirevision=f"cloud|{protein.key}",
-    )
+    traj2d = traj3d = cloud = None
+    if only in (None, "traj2d"):
+        traj2d = figures.trajectories_figure(panels, index, view="2d", title=title, uirevision=revision)
+    if only in (None, "traj3d"):
+        traj3d = figures.trajectories_figure(panels, index, view="3d", title=title + " (3-D PCA)",
+                                             uirevision=revision)
+    if only in (None, "cloud"):
+        coords = data.rotated_cloud(protein.key, axis, float(angles[index]), session)
+        radius = float(np.linalg.norm(coords, axis=1).max()) * 1.05 + 1.0
+        cloud = figures.cloud_figure(
+            coords, title=f"{protein.label} at {degrees:.0f}° about {axis.label}", axis_vector=_axis_vector(axis.spec),
+            radius=radius, uirevision=f"cloud|{protein.key}",
+        )
     status = (f"{protein.label} · {len(protein.coords)} points · axis {axis.label} · angle {degrees:.1f}° "
               f"(step {index} of {steps - 1}) · {len(run_keys)} run(s) · cached trajectories {len(data.cache)}")
     return Views(traj2d, traj3d, cloud, status, False)
@@ -119,19 +125,20 @@ def slider_settings(steps, old_max=None, old_value=None) -> tuple[int, dict, int
         steps = int(old_max) + 1 if isinstance(old_max, (int, float)) and old_max >= 1 else 64
     top = steps - 1
     marks = {}
-    for deg in (0, 90, 180, 270, 360):
-        i = round(deg / 360 * top)
-        marks[i] = f"{deg}°"
+    for quarter in range(5):  # the steps nearest 0, 90, 180, 270 and 360°, labelled with their own angle
+        i = (quarter * top + 2) // 4  # round half up
+        marks[i] = f"{i * 360 / top:.0f}°"
     value = 0
     if isinstance(old_value, (int, float)) and isinstance(old_max, (int, float)) and old_max > 0:
         value = int(round(float(old_value) / float(old_max) * top))
     return top, marks, int(np.clip(value, 0, top))
 
 
-def protein_options(data: ExplorerData, search: str | None, current: str | None, limit: int = 100) -> list[dict]:
-    """Options of the protein dropdown: uploads first, then store IDs matching
-    ``search`` (at most ``limit``), always including the current value."""
-    options = [{"label": f"⬆ {p.label}", "value": p.key} for p in data.uploads()]
+def protein_options(data: ExplorerData, search: str | None, current: str | None, limit: int = 100, *,
+                    session=None) -> list[dict]:
+    """Options of the protein dropdown: the page's uploads first, then store IDs
+    matching ``search`` (at most ``limit``), always including the current value."""
+    options = [{"label": f"⬆ {p.label}", "value": p.key} for p in data.uploads(session)]
     seen = {o["value"] for o in options}
     ids = data.search_ids(search, limit)
     if current and current not in seen and current not in ids and data.in_store(current):
@@ -147,12 +154,13 @@ class UploadResult:
     error: bool
 
 
-def handle_upload(data: ExplorerData, contents, filename) -> UploadResult:
-    """Parse an uploaded file; on success its key (select it), else a message."""
+def handle_upload(data: ExplorerData, contents, filename, session=None) -> UploadResult:
+    """Parse an uploaded file for the page's ``session``; on success its key (select
+    it), else a message."""
     if not contents:
         return UploadResult(None, "", False)
     try:
-        protein = data.add_upload_contents(filename, contents)
+        protein = data.add_upload_contents(filename, contents, session)
     except ExplorerError as error:
         return UploadResult(None, str(error), True)
     except Exception as error:  # noqa: BLE001
@@ -238,7 +246,7 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "figure"
 
 
-def export_figure(figure: dict | None, fmt: str, name: str) -> tuple[dict | None, str, bool]:
+def export_figure(figure, fmt: str, name: str) -> tuple[dict | None, str, bool]:
     """``(download, message, error)`` for the current figure as a self-contained HTML
     (plotly.js embedded) or a PNG (needs the kaleido engine). ``download`` is what
     ``dcc.Download`` takes."""
@@ -246,7 +254,7 @@ def export_figure(figure: dict | None, fmt: str, name: str) -> tuple[dict | None
 
     from protein_care.plotting import PngExportError, write_html, write_png
 
-    if not figure or not figure.get("data"):
+    if figure is None or not go.Figure(figure).data:
         return None, "nothing to export yet: choose a run and a protein first", True
     try:
         fig = go.Figure(figure)
@@ -267,13 +275,15 @@ def export_figure(figure: dict | None, fmt: str, name: str) -> tuple[dict | None
     return download, f"exported {filename}", False
 
 
-def export_current(data: ExplorerData, which: str, fmt: str, figures_by_kind: dict, protein_key) -> tuple:
+def export_view(data: ExplorerData, which: str, fmt: str, run_keys, protein_key, axis_choice, axis_text, steps,
+                index, *, session=None) -> tuple:
     """:func:`export_figure` of the figure chosen in the page (``traj2d``, ``traj3d``
-    or ``cloud``), named after the protein."""
+    or ``cloud``), rebuilt here from the page's choices and the cached trajectories
+    (the browser sends its choices, never the figures), named after the protein."""
     if which not in EXPORT_KINDS:
         return None, f"choose a figure to export, got {which!r}", True
-    try:
-        label = data.protein(protein_key).label.split(" (")[0] if protein_key else "figure"
-    except ExplorerError:
-        label = "figure"
-    return export_figure(figures_by_kind.get(which), fmt, f"{label}-{EXPORT_KINDS[which]}")
+    v = render_views(data, run_keys, protein_key, axis_choice, axis_text, steps, index, session=session, only=which)
+    if v.error:
+        return None, f"nothing to export: {v.status}", True
+    label = data.protein(protein_key, session).label.split(" (")[0]
+    return export_figure(getattr(v, which), fmt, f"{label}-{EXPORT_KINDS[which]}")

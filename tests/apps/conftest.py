@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps.browser import browser, downloads, screenshots  # noqa: F401 - fixtures of the browser tests
+
 REPO = Path(__file__).resolve().parents[2]
 N_STORE_FILES = 20
 
@@ -61,3 +63,28 @@ def tiny_runs(tmp_path_factory) -> TinyRuns:
                           n_compositions=2, mlp_probe=False)
     write_metrics(result, runs["care"] / "metrics.json")
     return TinyRuns(store, runs["care"], runs["simclr"], root)
+
+
+@dataclass(frozen=True)
+class OtherStoreRun:
+    store: Path  # heavy atoms of a few structures
+    run: Path  # a set-transformer trained on it
+
+
+@pytest.fixture(scope="session")
+def other_store_run(tiny_runs, tmp_path_factory) -> OtherStoreRun:
+    """A 2-step set-transformer run (4 heads) trained on a heavy-atom store of 6 real
+    structures (128 points per cloud in training): another store and selection than
+    ``tiny_runs``'s."""
+    from data_pipeline.build import build_store
+    from protein_care.training import train
+
+    files = sorted((tiny_runs.pdb / "BM5-clean").glob("*_u.pdb.gz"))[:6]
+    base = tmp_path_factory.mktemp("other-store")
+    store = base / "store-heavy"
+    build_store(files, store, selection="heavy", workers=1, progress=False)
+    out = base / "set-transformer"
+    train({"store": str(store), "out": str(out), "max_steps": 2, "batch_size": 4, "n_split": 2, "hidden": 16,
+           "dim": 8, "heads": 4, "encoder": "set-transformer", "train_points": 128, "device": "cpu",
+           "progress": False, "loss": "care", "log_every": 1})
+    return OtherStoreRun(store, out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +26,7 @@ def test_app_is_a_subcommand_with_safe_defaults():
     assert "app" in COMMANDS
     args = build_parser().parse_args(["app", "--runs", "a", "b"])
     assert args.runs == ["a", "b"] and args.host == "127.0.0.1" and args.port == 8050
-    assert args.max_upload_mb == 20.0 and args.store is None
+    assert args.max_upload_mb == 20.0 and args.store is None and args.max_points == 20_000
     with pytest.raises(SystemExit):
         build_parser().parse_args(["app", "--runs", "a", "--max-upload-mb", "0"])
     with pytest.raises(SystemExit):
@@ -54,6 +56,55 @@ def test_a_bad_store_exits_2(tiny_runs, tmp_path, capsys):
     assert "--store" in capsys.readouterr().err
 
 
+def test_a_port_in_use_exits_2_naming_it(tiny_runs, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["app", "--runs", str(tiny_runs.care), "--store", str(tiny_runs.store), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --port {port}: already in use on 127.0.0.1" in err and "another --port (0: a free one)" in err
+    assert "is in use by another program" not in err  # werkzeug's own message, then sys.exit(1), before
+
+
+class FakeServer:
+    """A server that stops at once, as on Ctrl-C."""
+
+    server_port = 8050
+
+    def serve_forever(self):
+        raise KeyboardInterrupt
+
+    def server_close(self):
+        pass
+
+
+def test_runs_of_different_stores_need_store_and_are_then_marked(tiny_runs, other_store_run, monkeypatch, capsys):
+    served = []
+
+    monkeypatch.setattr(explorer_server, "make_server", lambda app, host, port: served.append(app) or FakeServer())
+    runs = ["--runs", str(tiny_runs.care), str(other_store_run.run)]
+    assert main(["app", *runs]) == 2 and not served
+    err = capsys.readouterr().err
+    assert err.startswith("error: the runs were trained on different stores") and "Pass --store STORE" in err
+    assert main(["app", *runs, "--store", str(tiny_runs.store)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: --runs {other_store_run.run}: trained on the store {other_store_run.store}" in err
+    assert "heavy atoms" in err and "care (care" not in err
+    layout = str(served[0].layout())
+    assert "set-transformer (care, step 2) ⚠ trained on another store (heavy atoms); shown: CA" in layout
+
+
+def test_a_moved_training_store_names_the_run_not_store(tiny_runs, tmp_path, capsys):
+    run = tmp_path / "moved"
+    shutil.copytree(tiny_runs.care, run)
+    (run / "config.json").write_text((run / "config.json").read_text().replace(str(tiny_runs.store), "/nowhere/s"))
+    assert main(["app", "--runs", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'config.json'} records the training store /nowhere/s, which cannot be")
+    assert "pass --store STORE" in err and "error: --store" not in err
+
+
 def test_loopback_addresses():
     assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "127.0.0.2"]))
     assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.5", "::", "example.org"]))
@@ -61,15 +112,6 @@ def test_loopback_addresses():
 
 def test_a_public_host_is_served_with_a_warning(tiny_runs, monkeypatch, capsys):
     bound = []
-
-    class FakeServer:
-        server_port = 8050
-
-        def serve_forever(self):
-            raise KeyboardInterrupt
-
-        def server_close(self):
-            pass
 
     def fake_make_server(app, host, port):
         bound.append((host, port, app.server.config["DEBUG"]))

@@ -1,49 +1,35 @@
 """End to end in a real headless Chromium (selenium): the explorer served on 127.0.0.1
 over two tiny runs trained from real structures (CARE and SimCLR).
 
-Needs Debian's ``chromium`` and ``chromedriver`` (``make browser`` installs them); when
-they are missing the test fails, it never skips. Screenshots go to
-``$PROTEIN_CARE_SCREENSHOTS`` when set, else to a temporary folder.
+The browser and its helpers are in :mod:`tests.apps.browser` (its fixtures come
+through ``conftest.py``).
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import gzip
+import math
 import os
-import shutil
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
+import plotly.io as pio
 import pytest
 
+from apps.trajectory_explorer import views
 from apps.trajectory_explorer.data import ExplorerData
 from apps.trajectory_explorer.figures import HIGHLIGHT_NAME
-from apps.trajectory_explorer.server import create_app, make_server
+from apps.trajectory_explorer.server import REQUEST_OVERHEAD_BYTES, create_app, make_server
 from protein_care.plotting import png_export_available
+from tests.apps.browser import (
+    _choose_option, _choose_protein, _highlights, _move_slider, _shot, _text, _traces, _type, _upload, _wait,
+)
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
-CHROME_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-    "--enable-unsafe-swiftshader",  # software WebGL for the 3-D plots (local page only)
-    "--window-size=1500,1900",
-)
 MAX_UPLOAD = 512 * 1024
-TIMEOUT = 60
-
-
-def _executable(path: str, name: str) -> str:
-    found = path if os.access(path, os.X_OK) else shutil.which(name)
-    if not found:
-        pytest.fail(f"{name} not found at {path}: the browser tests need Chromium and ChromeDriver — "
-                    "run `apt-get install chromium chromium-driver` (or `make browser`)", pytrace=False)
-    return found
+MAX_POINTS = 50_000
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -52,7 +38,7 @@ def _executable(path: str, name: str) -> str:
 @pytest.fixture(scope="module")
 def app_server(tiny_runs):
     """The explorer on 127.0.0.1 at a free port, served from a background thread."""
-    data = ExplorerData.open(tiny_runs.runs, tiny_runs.store, max_upload_bytes=MAX_UPLOAD)
+    data = ExplorerData.open(tiny_runs.runs, tiny_runs.store, max_upload_bytes=MAX_UPLOAD, max_points=MAX_POINTS)
     server = make_server(create_app(data), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, name="explorer", daemon=True)
     thread.start()
@@ -62,37 +48,6 @@ def app_server(tiny_runs):
     thread.join(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("PROTEIN_CARE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def downloads(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("downloads")
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory, downloads):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = _executable(CHROMIUM, "chromium")
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.add_experimental_option("prefs", {
-        "download.default_directory": str(downloads), "download.prompt_for_download": False,
-    })
-    driver = webdriver.Chrome(service=Service(_executable(CHROMEDRIVER, "chromedriver")), options=options)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    yield driver
-    driver.quit()
-
-
 @pytest.fixture
 def page(browser, app_server):
     """A freshly loaded page with the first trajectories drawn."""
@@ -100,112 +55,6 @@ def page(browser, app_server):
     browser.get(url)
     _wait(browser, lambda d: len(_traces(d, "traj-2d")) == 4, "the first trajectories")
     return browser, data
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _wait(driver, condition, what: str, timeout: float = TIMEOUT):
-    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    def safe(d):
-        try:
-            return condition(d)
-        except (StaleElementReferenceException, WebDriverException):
-            return False
-
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(safe)
-    except Exception:  # noqa: BLE001 - say what did not happen, with the page's state
-        status = driver.execute_script("var s = document.getElementById('status'); return s && s.innerText")
-        pytest.fail(f"timed out waiting for {what}; status line: {status!r}", pytrace=False)
-
-
-def _array(value) -> list:
-    """A trace coordinate as a list: plotly sends numpy arrays as typed-array specs
-    ``{"dtype": "f8", "bdata": base64}``."""
-    if isinstance(value, dict) and "bdata" in value:
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"])).tolist()
-    return list(value or [])
-
-
-def _traces(driver, graph_id: str) -> list[dict]:
-    """The traces plotly drew in a ``dcc.Graph`` (name, type and coordinates)."""
-    raw = driver.execute_script(
-        """var g = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
-        if (!g || !g.data) { return '[]'; }
-        return JSON.stringify(g.data.map(function (t) {
-            return {name: t.name, type: t.type || 'scatter', x: t.x, y: t.y, z: t.z}; }));""",
-        graph_id,
-    )
-    return [{**t, "x": _array(t.get("x")), "y": _array(t.get("y")), "z": _array(t.get("z"))}
-            for t in json.loads(raw or "[]")]
-
-
-def _text(driver, element_id: str) -> str:
-    return driver.execute_script("var e = document.getElementById(arguments[0]); return e ? e.innerText : ''",
-                                 element_id)
-
-
-def _highlights(driver, graph_id="traj-2d") -> list[tuple]:
-    return [(t["x"][0], t["y"][0]) for t in _traces(driver, graph_id) if t["name"] == HIGHLIGHT_NAME]
-
-
-def _choose_option(driver, group_id: str, label: str):
-    from selenium.webdriver.common.by import By
-
-    for option in driver.find_elements(By.CSS_SELECTOR, f"#{group_id} label"):
-        if option.text.strip() == label:
-            option.click()
-            return
-    pytest.fail(f"no option {label!r} in #{group_id}")
-
-
-def _choose_protein(driver, protein_id: str):
-    from selenium.webdriver.common.by import By
-
-    driver.find_element(By.ID, "protein").click()
-    search = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, ".dash-dropdown-content .dash-dropdown-search"),
-                   "the protein search box")
-    search.send_keys(protein_id[:6])
-    option = _wait(driver, lambda d: next((o for o in d.find_elements(
-        By.CSS_SELECTOR, ".dash-dropdown-content .dash-dropdown-option") if o.text.strip() == protein_id), None),
-        f"option {protein_id}")
-    option.click()
-
-
-def _type(driver, element_id: str, text: str):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
-    box = driver.find_element(By.ID, element_id)
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys(Keys.DELETE)
-    box.send_keys(text, Keys.ENTER)
-
-
-def _move_slider(driver, steps: int):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
-    thumb = driver.find_element(By.CSS_SELECTOR, "#angle [role=slider]")
-    driver.execute_script("arguments[0].focus()", thumb)
-    thumb.send_keys(*([Keys.ARROW_RIGHT] * steps))
-
-
-def _upload(driver, path: Path):
-    from selenium.webdriver.common.by import By
-
-    driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(path))
-
-
-def _shot(driver, folder: Path, name: str) -> Path:
-    driver.execute_script("window.scrollTo(0, 0)")
-    time.sleep(0.5)  # let plotly finish drawing
-    path = folder / f"{name}.png"
-    assert driver.save_screenshot(str(path)), f"could not save {path}"
-    return path
 
 
 # --------------------------------------------------------------------------- tests
@@ -350,3 +199,97 @@ def test_export_html_downloads_and_png_explains(page, downloads, screenshots):
         _wait(driver, lambda d: "kaleido" in _text(d, "export-message"), "the PNG message")
         assert "PNG export is not available here" in _text(driver, "export-message")
         _shot(driver, screenshots, "05-export")
+
+
+def _lattice_pdb_gz(n: int) -> bytes:
+    """A valid, very compressible PDB of ``n`` CA atoms on a cubic lattice (9,999
+    residues per chain)."""
+    side = math.ceil(n ** (1 / 3))
+    lines = [f"ATOM  {i % 99999 + 1:5d}  CA  ALA {'ABCDEFGH'[i // 9999]}{i % 9999 + 1:4d}    "
+             f"{i % side * 3.8:8.3f}{i // side % side * 3.8:8.3f}{i // side // side * 3.8:8.3f}  1.00  0.00           C"
+             for i in range(n)]
+    return gzip.compress(("\n".join(lines) + "\nEND\n").encode())
+
+
+def _export(driver, which: str, downloads):
+    from selenium.webdriver.common.by import By
+
+    for old in downloads.iterdir():
+        old.unlink()
+    _choose_option(driver, "export-which", which)
+    driver.find_element(By.ID, "export-html").click()
+
+
+def test_export_of_a_large_valid_upload_downloads(page, downloads, tmp_path):
+    """The page's figures of a 40,000-atom upload are larger than any request the server
+    accepts: the export sends the page's choices, and the server rebuilds the figure
+    (sending the figures back was refused with HTTP 413 and no message)."""
+    driver, data = page
+    big = tmp_path / "lattice.pdb.gz"
+    big.write_bytes(_lattice_pdb_gz(40_000))
+    assert big.stat().st_size < MAX_UPLOAD
+    _upload(driver, big)
+    _wait(driver, lambda d: "loaded lattice (uploaded, 40000 CA atoms" in _text(d, "upload-message"), "the upload",
+          timeout=120)
+    _wait(driver, lambda d: "lattice (uploaded" in _text(d, "status"), "the upload's figures", timeout=120)
+    session = driver.execute_script("return JSON.parse(sessionStorage.getItem('session'))")
+    (key,) = [p.key for p in data.uploads(session) if p.label.startswith("lattice")]
+    v = views.render_views(data, ["0", "1"], key, "z", "1 1 0", 64, 0, session=session)
+    sizes = [len(pio.to_json(f)) for f in (v.traj2d, v.traj3d, v.cloud)]
+    assert sum(sizes) > math.ceil(MAX_UPLOAD * 4 / 3) + REQUEST_OVERHEAD_BYTES  # what the old request carried
+    _export(driver, "point cloud", downloads)
+    _wait(driver, lambda d: "exported lattice-point-cloud.html" in _text(d, "export-message"), "the export message",
+          timeout=120)
+    path = _wait(driver, lambda d: next((p for p in downloads.iterdir() if p.suffix == ".html"), None), "the download")
+    _wait(driver, lambda d: not list(downloads.glob("*.crdownload")), "the download to finish")
+    assert path.name == "lattice-point-cloud.html" and path.stat().st_size > sizes[2]
+
+
+def test_a_failed_export_says_so_in_the_page(page, downloads, monkeypatch):
+    driver, _ = page
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(views, "export_view", broken)  # the server answers HTTP 500
+    _export(driver, "2-D trajectories", downloads)
+    _wait(driver, lambda d: "export failed: the server answered HTTP 500" in _text(d, "export-message"),
+          "the export failure message")
+    assert not list(downloads.iterdir())
+
+
+def _protein_options(driver) -> list[str]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.find_element(By.ID, "protein").click()
+    options = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-content .dash-dropdown-option"),
+                    "the protein options")
+    texts = [o.text.strip() for o in options]
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    return texts
+
+
+def test_uploads_are_private_to_the_browser_tab(page, tiny_runs):
+    driver, data = page
+    url = driver.current_url
+    _upload(driver, tiny_runs.pdb / "pdbtbx" / "1ubq.cif.gz")
+    _wait(driver, lambda d: "loaded 1ubq" in _text(d, "upload-message"), "the upload")
+    mine = driver.execute_script("return JSON.parse(sessionStorage.getItem('session'))")
+    driver.refresh()  # a reload keeps the tab's uploads
+    _wait(driver, lambda d: len(_traces(d, "traj-2d")) == 4, "the reloaded page")
+    assert driver.execute_script("return JSON.parse(sessionStorage.getItem('session'))") == mine
+    _wait(driver, lambda d: any("1ubq (uploaded" in t for t in _protein_options(d)), "the upload listed after reload")
+    first = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    try:
+        driver.get(url)
+        _wait(driver, lambda d: len(_traces(d, "traj-2d")) == 4, "the page in another tab")
+        theirs = driver.execute_script("return JSON.parse(sessionStorage.getItem('session'))")
+        assert theirs and theirs != mine
+        options = _protein_options(driver)
+        assert options and not any("uploaded" in t for t in options)
+    finally:
+        driver.close()
+        driver.switch_to.window(first)
+

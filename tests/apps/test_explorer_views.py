@@ -19,8 +19,11 @@ from apps.trajectory_explorer.cache import LRUCache
 from apps.trajectory_explorer.data import ExplorerData, RunLoadError, StoreLoadError
 from apps.trajectory_explorer.figures import HIGHLIGHT_NAME
 from apps.trajectory_explorer.inputs import ExplorerError, check_steps, parse_axis
+from apps.trajectory_explorer.uploads import new_session_id
 from protein_care.plotting import png_export_available
 from protein_care.trajectories import compute_trajectories, project_trajectories
+
+SESSION = new_session_id()  # the browser tab of these tests
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def test_trajectories_are_the_librarys_and_are_computed_once(data, tiny_runs):
                                   length_scale=data.run("0").length_scale)
     np.testing.assert_allclose(traj.embeddings, direct.embeddings, atol=1e-6)
     again = data.trajectory("0", pid, parse_axis("x"), 12)
-    assert again is traj and data.cache.misses == before + 1
+    assert again.embeddings is traj.embeddings and data.cache.misses == before + 1  # the cached arrays
     data.trajectory("0", pid, parse_axis("x"), 13)
     data.trajectory("1", pid, parse_axis("x"), 12)
     assert data.cache.misses == before + 3  # steps and run are part of the key
@@ -210,23 +213,23 @@ def test_a_real_upload_is_parsed_with_the_pipeline_policy_and_selected(data, tin
 
     path = tiny_runs.pdb / "pdbtbx" / "1ubq.cif.gz"
     before = _upload_temporaries()
-    result = views.handle_upload(data, _data_url(path.read_bytes()), path.name)
+    result = views.handle_upload(data, _data_url(path.read_bytes()), path.name, SESSION)
     assert not result.error and result.protein_key.startswith("upload:") and "1ubq" in result.message
     assert _upload_temporaries() == before  # the temporary file is gone
-    protein = data.protein(result.protein_key)
+    protein = data.protein(result.protein_key, SESSION)
     np.testing.assert_array_equal(protein.coords, read_structure(path, selection="ca").coords)
     assert protein.label.startswith("1ubq (uploaded, 76 CA atoms")
-    assert views.protein_options(data, "", None)[0]["value"] == result.protein_key  # uploads listed first
-    v = views.render_views(data, ["0", "1"], result.protein_key, "x", "", 8, 2)
+    assert views.protein_options(data, "", None, session=SESSION)[0]["value"] == result.protein_key  # first
+    v = views.render_views(data, ["0", "1"], result.protein_key, "x", "", 8, 2, session=SESSION)
     assert not v.error and len(v.traj2d.data) == 4
-    same = views.handle_upload(data, _data_url(path.read_bytes()), "renamed.cif.gz")
+    same = views.handle_upload(data, _data_url(path.read_bytes()), "renamed.cif.gz", SESSION)
     assert same.protein_key == result.protein_key  # content-addressed: parsed once
 
 
 def test_a_plain_pdb_upload_works(data, tiny_runs):
     path = tiny_runs.pdb / "BM5-clean" / "1HIA_l_u.pdb"
-    result = views.handle_upload(data, _data_url(path.read_bytes()), path.name)
-    assert not result.error and data.protein(result.protein_key).coords.shape[1] == 3
+    result = views.handle_upload(data, _data_url(path.read_bytes()), path.name, SESSION)
+    assert not result.error and data.protein(result.protein_key, SESSION).coords.shape[1] == 3
 
 
 @pytest.mark.parametrize(
@@ -241,14 +244,14 @@ def test_a_plain_pdb_upload_works(data, tiny_runs):
 )
 def test_bad_uploads_are_clear_messages(data, name, raw, message):
     before = _upload_temporaries()
-    result = views.handle_upload(data, _data_url(raw), name)
+    result = views.handle_upload(data, _data_url(raw), name, SESSION)
     assert result.error and result.protein_key is None and message in result.message
     assert "Traceback" not in result.message and "/tmp" not in result.message
     assert _upload_temporaries() == before
 
 
 def test_an_upload_that_is_not_base64_is_a_message(data):
-    result = views.handle_upload(data, "data:application/octet-stream;base64,!!!", "x.pdb")
+    result = views.handle_upload(data, "data:application/octet-stream;base64,!!!", "x.pdb", SESSION)
     assert result.error and "base64" in result.message
 
 
@@ -282,18 +285,23 @@ def test_training_curves_have_one_line_per_run_and_quantity(data):
 
 
 def test_export_html_is_self_contained_and_png_says_what_is_missing(data):
-    v = views.render_views(data, ["0", "1"], data.ids[0], "z", "", 8, 0)
-    download, message, error = views.export_current(data, "traj2d", "html", {"traj2d": v.traj2d.to_dict()},
-                                                    data.ids[0])
+    """The figure is rebuilt on the server from the page's choices (never sent back by
+    the browser): the export holds the same traces as the page's figure."""
+    choices = (["0", "1"], data.ids[0], "z", "", 8, 3)
+    v = views.render_views(data, *choices)
+    download, message, error = views.export_view(data, "traj2d", "html", *choices)
     assert not error and download["filename"] == f"{data.ids[0]}-trajectories-2d.html"
     html = base64.b64decode(download["content"]).decode() if download["base64"] else download["content"]
     assert len(html) > 1_000_000 and "plotly" in html and data.ids[0] in html
-    download, message, error = views.export_current(data, "cloud", "png", {"cloud": v.cloud.to_dict()}, data.ids[0])
+    assert all(run.label in html for run in data.runs.values()) and "about z, 8 steps" in v.traj2d.layout.title.text
+    assert "about z, 8 steps" in html
+    download, message, error = views.export_view(data, "cloud", "png", *choices)
     if png_export_available():
         assert not error and download["filename"].endswith(".png")
     else:
         assert error and download is None and "kaleido" in message
-    assert views.export_current(data, "traj3d", "html", {"traj3d": None}, None)[2]  # nothing to export yet
+    download, message, error = views.export_view(data, "traj3d", "html", ["0"], None, "z", "", 8, 0)
+    assert error and download is None and "nothing to export: choose a protein" in message
 
 
 def test_encoders_are_loaded_with_weights_only(tiny_runs, monkeypatch):

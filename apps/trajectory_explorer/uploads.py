@@ -1,0 +1,174 @@
+"""Uploaded structures: checked, parsed with the pipeline's policy and kept per browser
+session (each page has its own uploads; a bounded number per session and overall).
+
+    >>> uploads = SessionUploads(per_session=16, total=64)                          # doctest: +SKIP
+    >>> protein = parse_upload("1ubq.cif.gz", raw, selection="ca", max_bytes=2**20,
+    ...                        max_points=20_000)                                    # doctest: +SKIP
+    >>> uploads.put(session, protein); uploads.get(session, protein.key)            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import secrets
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from apps.trajectory_explorer.inputs import ExplorerError
+
+#: Upload file names the explorer accepts (case-insensitive); the content decides the format.
+UPLOAD_SUFFIXES = (".cif", ".cif.gz", ".pdb", ".pdb.gz", ".ent", ".ent.gz")
+DEFAULT_MAX_UPLOAD_MB = 20.0
+#: Points an upload may hold (the encoders' memory grows with the cloud; --max-points).
+DEFAULT_MAX_POINTS = 20_000
+#: A gzipped upload may unpack to at most this many times the upload limit.
+DECOMPRESSION_FACTOR = 10
+UPLOAD_PREFIX = "upload:"
+_SESSION = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+@dataclass(frozen=True)
+class Protein:
+    """One cloud to show: from the store or an upload. ``coords`` (n, 3) float32 Å,
+    ``features`` (n,) residue codes."""
+
+    key: str
+    label: str
+    coords: np.ndarray
+    features: np.ndarray
+    source: str  # "store" or "upload"
+
+
+def new_session_id() -> str:
+    """An unguessable ID for one browser tab (kept in its sessionStorage)."""
+    return secrets.token_urlsafe(18)
+
+
+def valid_session(session) -> bool:
+    return isinstance(session, str) and _SESSION.fullmatch(session) is not None
+
+
+class SessionUploads:
+    """Uploads by (session, key), least recently used dropped first: at most
+    ``per_session`` in one session and ``total`` in all (thread-safe)."""
+
+    def __init__(self, per_session: int = 16, total: int = 64) -> None:
+        if per_session < 1 or total < 1:
+            raise ValueError(f"upload limits must be >= 1, got {per_session} per session and {total} in all")
+        self.per_session, self.total = per_session, total
+        self._items: OrderedDict[tuple[str, str], Protein] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, session, key: str) -> Protein | None:
+        with self._lock:
+            protein = self._items.get((session, key))
+            if protein is not None:
+                self._items.move_to_end((session, key))
+            return protein
+
+    def put(self, session: str, protein: Protein) -> None:
+        if not valid_session(session):
+            raise ExplorerError("this page has no upload session: reload the page")
+        with self._lock:
+            self._items[(session, protein.key)] = protein
+            self._items.move_to_end((session, protein.key))
+            mine = [k for k in self._items if k[0] == session]
+            for old in mine[: max(0, len(mine) - self.per_session)]:
+                del self._items[old]
+            while len(self._items) > self.total:
+                self._items.popitem(last=False)
+
+    def of(self, session) -> list[Protein]:
+        """The session's uploads, least recently used first."""
+        with self._lock:
+            return [p for (s, _), p in self._items.items() if s == session]
+
+
+def check_upload_name(name: str) -> None:
+    if not name.lower().endswith(UPLOAD_SUFFIXES):
+        raise ExplorerError(f"{name}: upload a structure file ending in .cif, .cif.gz, .pdb or .pdb.gz")
+
+
+def upload_name(filename) -> str:
+    return Path(str(filename or "")).name or "upload"
+
+
+def upload_key(data: bytes) -> str:
+    """Uploads are content-addressed: the same file is parsed once per session."""
+    return f"{UPLOAD_PREFIX}{hashlib.sha256(data).hexdigest()[:16]}"
+
+
+def decode_data_url(name: str, contents, max_bytes: int) -> bytes:
+    """The bytes of a ``dcc.Upload`` data URL (``data:...;base64,...``); the size is
+    checked before decoding."""
+    if not isinstance(contents, str) or "," not in contents:
+        raise ExplorerError(f"{name}: the browser sent no file content")
+    header, _, payload = contents.partition(",")
+    if not header.endswith(";base64"):
+        raise ExplorerError(f"{name}: the browser sent the file in an unknown encoding")
+    if len(payload) * 3 // 4 > max_bytes + 3:
+        raise ExplorerError(
+            f"{name}: about {format_size(len(payload) * 3 // 4)} is over the upload limit of {format_size(max_bytes)}"
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ExplorerError(f"{name}: the upload is not valid base64") from None
+
+
+def parse_upload(name: str, data: bytes, *, selection: str, max_bytes: int, max_points: int) -> Protein:
+    """Parse an uploaded structure file (bytes) with the pipeline's policy;
+    :class:`ExplorerError` with the reason for a bad name, size, content or point count.
+
+    The bytes are written to a private temporary folder, parsed as structure data
+    only (:func:`data_pipeline.parse.try_read_structure`) and deleted."""
+    from data_pipeline.parse import try_read_structure
+    from data_pipeline.structure import ParseFailure
+
+    check_upload_name(name)
+    if len(data) > max_bytes:
+        raise ExplorerError(f"{name}: {format_size(len(data))} is over the upload limit of {format_size(max_bytes)}")
+    if not data:
+        raise ExplorerError(f"{name}: the file is empty")
+    with tempfile.TemporaryDirectory(prefix="protein-care-upload-") as tmp:
+        path = Path(tmp) / f"upload{_suffix(name)}"
+        path.write_bytes(data)
+        result = try_read_structure(path, selection=selection, max_bytes=max_bytes * DECOMPRESSION_FACTOR)
+    if isinstance(result, ParseFailure) or not result:
+        reason = getattr(result, "reason", "unreadable").replace(str(path), name).replace(tmp, "")
+        raise ExplorerError(f"{name}: not a readable structure file ({reason})")
+    atoms = f"{selection.upper()} atoms"
+    if len(result) > max_points:
+        raise ExplorerError(
+            f"{name}: {len(result):,} {atoms} is over the limit of {max_points:,} points per upload (the encoders' "
+            "memory grows with the cloud; start the app with a larger --max-points to allow it)"
+        )
+    stem = re.sub(r"(\.gz)?$", "", name, flags=re.I)
+    stem = re.sub(r"\.(cif|pdb|ent)$", "", stem, flags=re.I)
+    return Protein(upload_key(data), f"{stem} (uploaded, {len(result)} {atoms})",
+                   np.asarray(result.coords, dtype=np.float32), np.asarray(result.residue_codes()), "upload")
+
+
+def _suffix(name: str) -> str:
+    low = name.lower()
+    for suffix in sorted(UPLOAD_SUFFIXES, key=len, reverse=True):
+        if low.endswith(suffix):
+            return suffix
+    return ""
+
+
+def format_size(n: int) -> str:
+    """A byte count as kB (under 1 MB) or MB, for messages (the page's upload guard
+    writes sizes the same way)."""
+    return f"{n / 1048576:.1f} MB" if n >= 1048576 else f"{n / 1024:.0f} kB"
