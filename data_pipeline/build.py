@@ -54,7 +54,7 @@ from data_pipeline.splits import (
     sequence_key,
 )
 from data_pipeline.store import CloudRecord, PointCloudStore, StoreWriter, remove_stale_temporaries
-from data_pipeline.store_integrity import write_text_atomic
+from data_pipeline.atomic_files import write_text_atomic
 from data_pipeline.structure import POLICY_VERSION, ParseFailure, PointCloud
 
 STRUCTURE_SUFFIXES = (".cif", ".mmcif", ".pdb", ".ent")

@@ -54,7 +54,7 @@ from data_pipeline.fetch_manifest import MANIFEST_NAME, USABLE_STATUSES, Manifes
 from data_pipeline.fetch_report import STATUSES, FetchReport, FetchResult
 from data_pipeline.fetch_verify import VerificationError, verify_entry_id, verify_structure_bytes
 from data_pipeline.rcsb_ids import FORMATS, mirror_candidates, remote_file_name, split_valid_ids
-from data_pipeline.store_integrity import write_bytes_atomic
+from data_pipeline.atomic_files import write_bytes_atomic
 
 __all__ = ["STATUSES", "FetchResult", "FetchReport", "fetch", "RCSB_FILES_URL", "RCSB_HOLDINGS_URL"]
 
@@ -108,7 +108,7 @@ def _remove_stale_parts(out_dir: Path, *, all_of_them: bool) -> None:
 
 
 def _store(job: _Job, pdb_id: str, dest: Path, data: bytes, source: str) -> FetchResult:
-    write_bytes_atomic(dest, data)
+    write_bytes_atomic(dest, data, suffix=".part")  # .part: what the cache's cleaner looks for
     digest = hashlib.sha256(data).hexdigest()
     return FetchResult(pdb_id, "ok", "", dest, len(data), digest, source)
 

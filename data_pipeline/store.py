@@ -16,9 +16,11 @@ Layout of a store directory (all arrays little-endian ``.npy``)::
 it and renames it into place at :meth:`StoreWriter.commit`; a killed or failed write
 leaves no directory that :class:`PointCloudStore` would accept. Readers map the arrays
 with ``np.load(mmap_mode="r")``: ``store[i]`` is a read-only view that touches only its
-rows. Opening checks structure, sizes, split and feature codes and that every coordinate
-is finite; ``verify=True`` also checks every file against its recorded sha256 (stores
-written before checksums were recorded open without that check).
+rows. Opening checks structure, file sizes and split codes without reading the point
+arrays; ``verify=True`` also reads everything: feature codes, that every coordinate is
+finite, and every file against its recorded sha256 (stores written before checksums were
+recorded open without that check). :meth:`StoreWriter.commit` runs the same value checks
+on what it wrote, so a store it commits is known good.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from data_pipeline.splits import SPLIT_NAMES, assign_split
-from data_pipeline.store_integrity import file_problems, fsync_dir, seal_files, value_problem
+from data_pipeline.atomic_files import fsync_dir
+from data_pipeline.store_integrity import file_problems, seal_files, value_problem
 from data_pipeline.structure import RESIDUE_VOCAB
 
 FORMAT_VERSION = 1
@@ -181,6 +184,11 @@ class StoreWriter:
         np.save(self.tmp / "offsets.npy", np.asarray(self.offsets, dtype=np.int64))
         np.save(self.tmp / "splits.npy", np.asarray(self.splits, dtype=np.uint8))
         (self.tmp / "ids.json").write_text(json.dumps(self.ids), encoding="utf-8")
+        problem = value_problem(np.load(self.tmp / "coords.npy", mmap_mode="r"),
+                                np.load(self.tmp / "features.npy", mmap_mode="r"), np.asarray(self.offsets),
+                                np.asarray(self.splits), self.ids, len(SPLIT_NAMES), len(RESIDUE_VOCAB))
+        if problem:  # a reader's plain open does not look at point values: refuse to commit them
+            raise StoreError(f"{self.out}: not committed: {problem}")
         counts = np.bincount(np.asarray(self.splits, dtype=np.int64), minlength=len(SPLIT_NAMES))
         full = {
             "format_version": FORMAT_VERSION,
@@ -274,10 +282,10 @@ class PointCloudStore:
     """Read a store: ``len(store)``, ``store[i]`` (coords view), ``store.split("train")``.
 
     Arrays are memory-mapped read-only; nothing is copied until a caller copies it.
-    Opening validates the directory (see the module docstring; one vectorised pass over
-    the arrays) and raises :class:`StoreError` naming the store, the file and the problem.
-    ``verify=True`` also reads every file and checks it against the sha256 recorded when
-    it was written (:meth:`verify_checksums`).
+    Opening validates the directory without reading the point arrays (see the module
+    docstring) and raises :class:`StoreError` naming the store, the file and the problem.
+    ``verify=True`` also checks every point's values (one vectorised pass) and every file
+    against the sha256 recorded when it was written (:meth:`verify_checksums`).
     ``random_access=True`` advises the kernel against readahead (``MADV_RANDOM``), so
     that shuffled reads from a cold cache fetch only the pages of the clouds asked for.
     """
@@ -296,7 +304,7 @@ class PointCloudStore:
         if not isinstance(self.meta, dict):
             raise StoreError(f"{self.path}: meta.json must hold a JSON object, found {type(self.meta).__name__}")
         if "files" in self.meta:  # sizes: cheap, and clearer than a failing np.load
-            problems = file_problems(self.path, self.meta["files"], checksums=verify)
+            problems = file_problems(self.path, self.meta["files"], checksums=False)
             if problems:
                 raise StoreError(f"{self.path}: damaged store: {'; '.join(problems)}")
         self.coords = self._load("coords.npy", mmap_mode="r")
@@ -306,7 +314,9 @@ class PointCloudStore:
         self.ids: list[str] = self._load("ids.json")
         self._entries: list[dict[str, Any]] | None = None
         self._validate()
-        self._scan()
+        self._scan(every_point=verify)  # a plain open reads no point data: the arrays stay lazy
+        if verify:
+            self.verify_checksums()
         if random_access:  # shuffled training: no readahead, a read costs only its pages
             for array in (self.coords, self._features):
                 mm = getattr(array, "_mmap", None)
@@ -350,10 +360,11 @@ class PointCloudStore:
         if self._features.dtype.kind not in "iu" or self._splits.dtype.kind not in "iu":
             raise fail(f"features/splits must be integer codes, found {self._features.dtype}/{self._splits.dtype}")
 
-    def _scan(self) -> None:
+    def _scan(self, every_point: bool) -> None:
         names = self.meta.get("split_names", list(SPLIT_NAMES))
         problem = value_problem(self.coords, self._features, self.offsets, self._splits, self.ids,
-                                len(names), len(self.meta.get("feature_vocab") or []))  # fmt: skip
+                                len(names), len(self.meta.get("feature_vocab") or []),
+                                every_point=every_point)  # fmt: skip
         if problem:
             raise StoreError(f"{self.path}: {problem}")
 

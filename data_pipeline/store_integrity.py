@@ -1,4 +1,5 @@
-"""Integrity of a store: durable writes, per-file checksums, value checks.
+"""Integrity of a store: per-file checksums and value checks (durable writes:
+:mod:`data_pipeline.atomic_files`).
 
 :func:`seal_files` fsyncs every file of a finished store folder and returns its size and
 sha256, which :class:`data_pipeline.store.StoreWriter` records in ``meta.json`` as
@@ -11,29 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+
 DIGEST = "sha256"
 _CHUNK = 1 << 20
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make renames inside ``folder`` durable (not possible on every platform)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _digest(path: Path, sync: bool = False) -> str:
@@ -81,11 +68,12 @@ def file_problems(folder: Path, files: Any, *, checksums: bool) -> list[str]:
 
 def value_problem(
     coords: np.ndarray, features: np.ndarray, offsets: np.ndarray, splits: np.ndarray,
-    ids: list[str], n_splits: int, n_features: int,
+    ids: list[str], n_splits: int, n_features: int, *, every_point: bool = True,
 ) -> str | None:
     """The first value that a store of validated shapes must not hold, described (None if
-    all is well): a split code not below ``n_splits``, a feature code not below
-    ``n_features`` (0: no vocabulary, not checked), a non-finite coordinate."""
+    all is well): a split code not below ``n_splits`` and, with ``every_point`` (which
+    reads the point arrays whole), a feature code not below ``n_features`` (0: no
+    vocabulary, not checked) or a non-finite coordinate."""
 
     def cloud_of(row: int) -> str:
         i = int(np.searchsorted(offsets, row, side="right")) - 1
@@ -94,6 +82,8 @@ def value_problem(
     if len(splits) and (int(splits.min()) < 0 or int(splits.max()) >= n_splits):
         i = int(np.argmax((splits < 0) | (splits >= n_splits)))
         return f"splits.npy has code {int(splits[i])} for cloud {i} ({ids[i]!r}), but meta.json names {n_splits} splits"
+    if not every_point:
+        return None
     if n_features and len(features) and (int(features.min()) < 0 or int(features.max()) >= n_features):
         row = int(np.argmax((features < 0) | (features >= n_features)))
         return (f"features.npy has code {int(features[row])} at point {row} ({cloud_of(row)}), "
@@ -105,24 +95,3 @@ def value_problem(
             row = start + int(np.argmin(np.isfinite(block).all(axis=1)))
             return f"coords.npy has a non-finite value (NaN or inf) at point {row} ({cloud_of(row)})"
     return None
-
-
-def write_text_atomic(dest: Path, text: str) -> None:
-    """Write ``dest`` so that it is either absent/old or complete (fsync, rename, fsync)."""
-    write_bytes_atomic(dest, text.encode("utf-8"))
-
-
-def write_bytes_atomic(dest: Path, data: bytes) -> None:
-    """Write ``dest`` so that it is either absent/old or complete (fsync, rename, fsync)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(dest.parent)

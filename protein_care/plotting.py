@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from data_pipeline.atomic_files import temporary_beside
+from data_pipeline.atomic_files import write_text_atomic as _write_text_atomic
 from protein_care.trajectories import Projection, Trajectories, project_trajectories, regularity_summary
 
 AXIS_COLOURS = {"x": "#d62728", "y": "#2ca02c", "z": "#1f77b4"}
@@ -133,28 +134,9 @@ def trajectory_figure(
     return fig
 
 
-def _atomic_target(path: Path) -> Path:
-    """A fresh temporary name next to ``path`` (same file system, so the rename is
-    atomic). Created by ``open(..., "x")``, not ``mkstemp``, so the file gets the usual
-    permissions (umask) rather than 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
-
-
 def write_text_atomic(text: str, path) -> Path:
-    """Write ``text`` to ``path`` through a temporary file, fsync and a rename: a killed
-    process leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write ``text`` to ``path`` atomically (:mod:`data_pipeline.atomic_files`)."""
+    return _write_text_atomic(path, text)
 
 
 def write_html(fig: go.Figure, path) -> Path:
@@ -178,7 +160,7 @@ def write_png(fig: go.Figure, path, *, scale: float = 2.0) -> Path:
             "(install it with `uv add kaleido` or `pip install kaleido`); the HTML figure is unaffected"
         )
     path = Path(path)
-    tmp = _atomic_target(path)
+    tmp = temporary_beside(path, suffix=".tmp.png")  # kaleido picks its writer by the extension
     try:
         fig.write_image(str(tmp), format="png", scale=scale)
         os.replace(tmp, path)

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from data_pipeline.atomic_files import write_text_atomic as _write_text_atomic
 from protein_care.models import Encoder, build_encoder
 
 CONFIG_NAME = "config.json"
@@ -70,24 +70,10 @@ def write_json_atomic(obj, path) -> None:
     write_text_atomic(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 
 
-def write_text_atomic(text: str, path) -> None:
-    """Write ``text`` to ``path`` through a temporary file (fsync'ed, the usual file mode)
-    and a rename: a killed writer leaves the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_text_atomic(text: str, path) -> Path:
+    """Write ``text`` to ``path`` atomically, with the usual file mode
+    (:mod:`data_pipeline.atomic_files`): a killed writer leaves the old file or the new one."""
+    return _write_text_atomic(path, text)
 
 
 def read_metrics(run_dir) -> list[dict]:

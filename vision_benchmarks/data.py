@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from data_pipeline.atomic_files import atomic_file
 
 from vision_benchmarks.imagenet import CLASSES_FILE as IMAGENET100_CLASSES_FILE, imagenet100_classes  # noqa: F401
 
@@ -111,30 +111,11 @@ def _labels(values) -> Tensor:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsynced, then renamed over
-    ``path``, with the mode a plain ``open`` gives (0o666 & ~umask; mkstemp's is 0600, which
-    would hide checkpoints and caches under a shared ``data.root`` from other users)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        try:
-            torch.save(obj, tmp)  # by name: torch's own file writer
-            os.fsync(fd)  # the same file: flushes what torch.save wrote
-        finally:
-            os.close(fd)
-        os.chmod(tmp, plain_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def plain_file_mode() -> int:
-    """The mode ``open`` gives a new file (0o666 & ~umask); mkstemp's is 0600."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    """``torch.save`` to ``path`` atomically, with the usual file mode
+    (:func:`data_pipeline.atomic_files.atomic_file`; mkstemp's 0600 would hide checkpoints
+    and caches under a shared ``data.root`` from other users)."""
+    with atomic_file(path) as handle:
+        torch.save(obj, handle)
 
 
 def _source_key(name: str, folder: Path) -> str:

@@ -28,9 +28,7 @@ resumes only with the world size it was started with.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +37,8 @@ import torch
 from vision_benchmarks import distributed
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
 from vision_benchmarks.config import fill_defaults
-from vision_benchmarks.data import ImageData, atomic_torch_save, load_dataset, plain_file_mode
+from data_pipeline.atomic_files import write_text_atomic as atomic_write_text  # noqa: F401 (re-exported)
+from vision_benchmarks.data import ImageData, atomic_torch_save, load_dataset
 from vision_benchmarks.evaluate import knn_top1, lr_factor, make_optimizer
 from vision_benchmarks.methods import build_method
 from vision_benchmarks.models import build_encoder
@@ -64,19 +63,6 @@ def method_label(cfg: dict) -> str:
     framework, loss = cfg["method"]["framework"], cfg["method"]["loss"]
     return {("simclr", "simclr"): "simclr", ("moco", "simclr"): "moco", ("simclr", "care"): "care",
             ("moco", "care"): "care-moco"}.get((framework, loss), loss)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, plain_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: Path) -> dict:

@@ -10,38 +10,22 @@ and renamed over the old one, so a killed process leaves the old file or the new
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from data_pipeline.atomic_files import atomic_file
+
 
 def atomic_save(payload: dict, path: str | Path) -> None:
-    """``torch.save`` to ``path`` atomically (temp + fsync + ``os.replace`` + fsync of
-    the folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """``torch.save`` to ``path`` atomically (:func:`data_pipeline.atomic_files.atomic_file`:
+    temp + fsync + ``os.replace`` + fsync of the folder)."""
+    with atomic_file(path) as handle:
+        torch.save(payload, handle)
 
 
 class CheckpointError(ValueError):

@@ -49,14 +49,23 @@ def test_meta_json_that_is_not_an_object_is_a_clear_error(store_dir):
         PointCloudStore(store_dir)
 
 
-def test_nan_coordinates_are_refused_on_open_naming_the_cloud(store_dir):
+def test_nan_coordinates_are_refused_when_verified_naming_the_cloud(store_dir):
     store = PointCloudStore(store_dir)
     row = int(store.offsets[2]) + 1
     del store
     _poke(store_dir / "coords.npy", (row, 1), np.nan)
+    PointCloudStore(store_dir)  # a plain open reads no point data (the arrays stay memory-mapped)
     words = rf"coords.npy has a non-finite value \(NaN or inf\) at point {row} \(cloud 2, 'c2'\)"
     with pytest.raises(StoreError, match=words):
-        PointCloudStore(store_dir)
+        PointCloudStore(store_dir, verify=True)
+
+
+def test_a_writer_refuses_to_commit_non_finite_coordinates(tmp_path):
+    clouds = list(_synthetic())
+    clouds[3].coords[2, 0] = np.inf
+    with pytest.raises(StoreError, match=r"not committed: coords.npy has a non-finite value .* \(cloud 3, 'c3'\)"):
+        write_store(clouds, tmp_path / "syn")
+    assert not (tmp_path / "syn").exists()
 
 
 @pytest.mark.parametrize(
@@ -66,10 +75,13 @@ def test_nan_coordinates_are_refused_on_open_naming_the_cloud(store_dir):
         ("features.npy", 7, 200, r"features.npy has code 200 at point 7 \(cloud 0, 'c0'\), but the vocabulary"),
     ],
 )
-def test_codes_out_of_range_are_refused_on_open(store_dir, file, index, value, words):
+def test_codes_out_of_range_are_refused_when_verified(store_dir, file, index, value, words):
     _poke(store_dir / file, index, value)
     with pytest.raises(StoreError, match=words):
-        PointCloudStore(store_dir)
+        PointCloudStore(store_dir, verify=True)
+    if file == "splits.npy":  # split codes are checked on every open too (one byte per cloud)
+        with pytest.raises(StoreError, match=words):
+            PointCloudStore(store_dir)
 
 
 def test_checksums_are_recorded_and_verified(store_dir):

@@ -1,0 +1,71 @@
+"""Atomic file writes, shared by the pipeline, the trainers and the benchmarks.
+
+:func:`atomic_file` opens a fresh temporary file beside the target, and on a clean exit
+flushes and fsyncs it, renames it over the target and fsyncs the folder. A killed writer
+therefore leaves the old file or the new one, never half of one; an exception leaves the
+old file and removes the temporary one. The temporary file is created with ``open(...,
+"x")``, not ``mkstemp``, so the result gets the usual mode (0o666 & ~umask), not 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+def temporary_beside(path: Path, suffix: str = ".tmp") -> Path:
+    """A fresh hidden name next to ``path`` (same file system, so the rename is atomic),
+    ending in ``suffix`` (what a cleaner of killed writers' litter globs for); the folder
+    is created if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames inside ``folder`` durable (not possible on every platform)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path, *, text: bool = False, suffix: str = ".tmp") -> Iterator[IO]:
+    """``with atomic_file(path) as handle:`` write to ``handle``; ``path`` is replaced only
+    when the block ends without an exception (see the module docstring). ``suffix``: of
+    the temporary file's name."""
+    path = Path(path)
+    tmp = temporary_beside(path, suffix)
+    try:
+        with open(tmp, "x" if text else "xb", encoding="utf-8" if text else None) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path, data: bytes, *, suffix: str = ".tmp") -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_file(path, suffix=suffix) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    with atomic_file(path, text=True) as handle:
+        handle.write(text)
+    return Path(path)
