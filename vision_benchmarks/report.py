@@ -18,6 +18,7 @@ Table 1 cell, why it was left out.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import sys
 from pathlib import Path
@@ -121,13 +122,12 @@ def why_left_out(res: dict, shipped: dict) -> str | None:
     return f"{shown} of {Path(shipped['config_file']).stem}"
 
 
-def _shipped(method: str, dataset: str, cache: dict) -> dict:
+@functools.cache
+def _shipped(method: str, dataset: str) -> dict:
+    """The resolved shipped config of a Table 1 cell (read-only for the callers)."""
     from vision_benchmarks.config import CONFIG_DIR, load_config
 
-    name = f"{dataset}_{method}"
-    if name not in cache:
-        cache[name] = load_config(CONFIG_DIR / f"{name}.toml")
-    return cache[name]
+    return load_config(CONFIG_DIR / f"{dataset}_{method}.toml")
 
 
 def _seeds(probe: dict) -> int:
@@ -143,7 +143,6 @@ def report(run_dirs) -> str:
     ]
     candidates: dict[tuple[str, str], list[tuple]] = {}
     left_out: list[str] = []
-    shipped_cache: dict[str, dict] = {}
     for run, res in load_results(run_dirs):
         dataset, method = res.get("dataset"), res.get("method")
         probe = res.get("linear_probe_top1")
@@ -162,7 +161,7 @@ def report(run_dirs) -> str:
         if method not in PAPER_TABLE1 or dataset not in DATASET_ORDER:
             continue  # no Table 1 cell
         unchecked = not isinstance(res.get("config"), dict)  # hand-written results: nothing to compare
-        why = None if unchecked else why_left_out(res, _shipped(method, dataset, shipped_cache))
+        why = None if unchecked else why_left_out(res, _shipped(method, dataset))
         if why is None and measured is None:
             why = "no linear probe yet"
         if why is not None:

@@ -67,8 +67,8 @@ def add_parser(subparsers) -> None:
     g.add_argument("--normalization", default=DEFAULTS["normalization"], choices=NORMALIZATIONS, help=f"of L_equi {_d('normalization')}")
     g.add_argument("--norm-stats", default=DEFAULTS["norm_stats"], choices=NORM_STATS,
                    help="BatchNorm statistics in training (--norm batch): joint over the stacked views of a step "
-                   "(one forward pass), or per-view, as the release's four separate passes; with joint statistics "
-                   f"L_equi is several times smaller, so λ values do not transfer {_d('norm_stats')}")
+                   "(one forward pass), or per-view, as the release's four separate passes (the same results at "
+                   f"the demo's settings: benchmarks/results/protein_settings.md) {_d('norm_stats')}")
     g.add_argument("--inv-augment", default=None, choices=INV_AUGMENTS,
                    help="what separates the two invariance views (default: rotation; points for block B of --embedding split); "
                         "posed-points: points in one random pose per cloud shared by both views")
