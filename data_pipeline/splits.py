@@ -55,7 +55,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data_pipeline.structure import OTHER, RESIDUE_VOCAB, WATER, residue_code, residue_kind
+from data_pipeline.structure import ONE_LETTER, OTHER, WATER, residue_code, residue_kind
 
 SPLIT_NAMES = ("train", "val", "test")
 #: Bump when the rule changes: it enters the store configuration (stores are rebuilt).
@@ -67,8 +67,7 @@ _COMPLEX_PREFIX = re.compile(r"^([0-9][A-Za-z0-9]{3})[_\-]")
 _PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
 _REAL_PDB_ID = re.compile(r"^[1-9][A-Za-z0-9]{3}$")  # PDB IDs never start with 0
 #: One letter per :data:`RESIDUE_VOCAB` code (the 20 amino acids in vocabulary order, X).
-_LETTERS = "ARNDCQEGHILKMFPSTWYVX"
-assert len(_LETTERS) == len(RESIDUE_VOCAB)
+_LETTERS = ONE_LETTER + "X"
 
 
 def group_key(file_stem: str, entry_id: str | None = None) -> str:

@@ -73,7 +73,7 @@ RESIDUE_VOCAB: tuple[str, ...] = (
     "LEU", "LYS", "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL", "UNK",
 )  # fmt: skip
 UNKNOWN_CODE = len(RESIDUE_VOCAB) - 1
-_ONE_LETTER = "ARNDCQEGHILKMFPSTWYV"
+ONE_LETTER = "ARNDCQEGHILKMFPSTWYV"
 
 #: Residue kinds: amino acid, water, other tabulated component, not in gemmi's table.
 AA, WATER, OTHER, UNKNOWN = "aa", "water", "other", "unknown"
@@ -163,7 +163,7 @@ def residue_code(name: str) -> int:
     if info is None or not info.is_amino_acid():
         return UNKNOWN_CODE
     letter = info.one_letter_code.upper()
-    return _ONE_LETTER.index(letter) if letter in _ONE_LETTER and letter != " " else UNKNOWN_CODE
+    return ONE_LETTER.index(letter) if letter in ONE_LETTER and letter != " " else UNKNOWN_CODE
 
 
 def residue_codes(res_names: np.ndarray) -> np.ndarray:
