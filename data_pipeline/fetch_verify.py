@@ -36,7 +36,7 @@ from pathlib import Path
 import gemmi
 
 from data_pipeline.rcsb_ids import normalize_pdb_id
-from data_pipeline.sniff import atom_site_loop
+from data_pipeline.sniff import SourceError, atom_site_loop, gunzip
 
 __all__ = [
     "MAX_DECOMPRESSED_BYTES",
@@ -63,33 +63,12 @@ def _count_atoms(structure: gemmi.Structure) -> int:
     return sum(model.count_atom_sites() for model in structure)
 
 
-def _gunzip(data: bytes, max_bytes: int, head_only: bool = False) -> bytes:
-    """Decompress every gzip member (checking CRC and length), refusing over ``max_bytes``.
-
-    ``head_only``: the first :data:`_HEAD_BYTES` of the text, without the checks.
-    """
-    out: list[bytes] = []
-    total = 0
-    while True:
-        dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        limit = _HEAD_BYTES if head_only else max_bytes - total + 1
-        try:
-            chunk = dec.decompress(data, limit)
-        except zlib.error as exc:  # also a bad CRC-32 or length trailer
-            raise VerificationError(f"corrupt gzip stream: {exc}") from None
-        if head_only:
-            return chunk
-        total += len(chunk)
-        if total > max_bytes:
-            raise VerificationError(f"decompresses to more than {max_bytes} bytes")
-        out.append(chunk)
-        if not dec.eof:
-            raise VerificationError("gzip stream is truncated")
-        data = dec.unused_data.lstrip(b"\x00")  # zero padding is allowed, as by gzip(1)
-        if not data:
-            return b"".join(out)
-        if data[:2] != _GZIP_MAGIC:
-            raise VerificationError("corrupt gzip stream: trailing data after the last member")
+def _gunzip(data: bytes, max_bytes: int) -> bytes:
+    """:func:`data_pipeline.sniff.gunzip`, strict, its errors as :class:`VerificationError`."""
+    try:
+        return gunzip(data, max_bytes, strict=True)
+    except SourceError as exc:
+        raise VerificationError(str(exc)) from None
 
 
 def _check_complete(text: bytes, fmt: str, doc: gemmi.cif.Document | None) -> None:
@@ -150,7 +129,11 @@ def verify_entry_id(data: bytes, fmt: str, pdb_id: str) -> None:
     Raises:
         VerificationError: another entry, or no ID in the file.
     """
-    _check_entry_id(_gunzip(data, MAX_DECOMPRESSED_BYTES, head_only=True), fmt, pdb_id)
+    try:  # the first lines only: no full decompression, no checks of the whole stream
+        head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, _HEAD_BYTES)
+    except zlib.error as exc:
+        raise VerificationError(f"corrupt gzip data ({exc})") from None
+    _check_entry_id(head, fmt, pdb_id)
 
 
 def verify_structure_bytes(

@@ -99,25 +99,29 @@ def read_bytes(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     return raw
 
 
-def gunzip(raw: bytes, max_bytes: int) -> bytes:
-    """Decompress (possibly multi-member) gzip data, refusing output over ``max_bytes``."""
+def gunzip(raw: bytes, max_bytes: int, *, strict: bool = False) -> bytes:
+    """Decompress (possibly multi-member) gzip data, checking each member's CRC and length
+    and refusing output over ``max_bytes``. Bytes after the last member are ignored, like
+    gzip(1) does; ``strict`` (verifying a download) allows only zero padding there."""
     out: list[bytes] = []
     total = 0
     while raw:
         dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
             chunk = dec.decompress(raw, max_bytes - total + 1)
-        except zlib.error as exc:
+        except zlib.error as exc:  # also a bad CRC-32 or length trailer
             raise SourceError(f"corrupt gzip data ({exc})") from None
         total += len(chunk)
         if total > max_bytes:
-            raise SourceError(f"decompressed size is over max_bytes={max_bytes}")
+            raise SourceError(f"decompressed size is more than {max_bytes} bytes (max_bytes)")
         out.append(chunk)
         if not dec.eof:
             raise SourceError("truncated gzip stream (ends before the end-of-stream marker)")
-        raw = dec.unused_data
+        raw = dec.unused_data.lstrip(b"\x00") if strict else dec.unused_data
         if raw and raw[:2] != GZIP_MAGIC:
-            break  # trailing garbage after the last member: ignored, like gzip(1)
+            if strict:
+                raise SourceError("corrupt gzip data: trailing bytes after the last member")
+            break
     return b"".join(out)
 
 
