@@ -8,6 +8,7 @@ without gradients.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from protein_care.augment import center_and_scale, rotate_per_cloud
+from protein_care.models import model_config
 
 
 def _as_tensor(a, dtype, device) -> Tensor:
@@ -108,6 +110,40 @@ def embed_clouds(
         encoder.train(was_training)
 
 
+#: Point × channel units of one batch of rotated copies (per-point activations; about 8
+#: bytes per unit at peak on CPU, so about 0.5 GB).
+POINT_BUDGET = 2**26
+#: heads × n² units of one set-transformer batch (its attention weights).
+ATTENTION_BUDGET = 2**26
+
+
+def _channels(config: dict) -> int:
+    width = int(config["hidden"])
+    if config["embedding"] == "split" and config["split_trunks"] == "separate":
+        width *= 2  # two trunks
+    return width
+
+
+def clouds_per_batch(config: dict, n: int) -> int:
+    """Rotated copies of an ``n``-point cloud that one batch of the encoder described by
+    ``config`` may hold within :data:`POINT_BUDGET` (and, for the set transformer, whose
+    attention grows with n², :data:`ATTENTION_BUDGET`); 0: not even one."""
+    config, n = model_config(config), max(1, int(n))
+    fits = POINT_BUDGET // (n * _channels(config))
+    if config["encoder"] == "set-transformer":
+        fits = min(fits, ATTENTION_BUDGET // (int(config["heads"]) * n * n))
+    return int(fits)
+
+
+def largest_cloud(config: dict) -> int:
+    """The most points one cloud may have for one copy to fit :func:`clouds_per_batch`."""
+    config = model_config(config)
+    most = POINT_BUDGET // _channels(config)
+    if config["encoder"] == "set-transformer":
+        most = min(most, math.isqrt(ATTENTION_BUDGET // int(config["heads"])))
+    return int(most)
+
+
 def embed_rotation_series(
     encoder: nn.Module,
     coords,
@@ -128,6 +164,8 @@ def embed_rotation_series(
     pos1 = (pos1 - pos1.mean(dim=0, keepdim=True)) / length_scale
     x1 = _as_tensor(features, torch.long, device).reshape(-1) if uses_features else None
     n = pos1.shape[0]
+    # within the memory budget whatever the cloud's size (at least one copy per batch)
+    batch_size = max(1, min(batch_size, clouds_per_batch(getattr(encoder, "config", {}), n)))
     was_training = encoder.training
     encoder.eval()
     try:

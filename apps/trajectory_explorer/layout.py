@@ -72,7 +72,7 @@ def build_layout(data: ExplorerData) -> html.Div:
                                value="traj2d", className="radio-stack"),
                 html.Div([html.Button("HTML", id="export-html", n_clicks=0, className="button"),
                           html.Button("PNG", id="export-png", n_clicks=0, className="button")], className="buttons"),
-                html.Div(id="export-message", className="message"),
+                dcc.Loading(html.Div(id="export-message", className="message"), type="dot", delay_show=200),
                 dcc.Download(id="download"),
             ),
         ],

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from apps.trajectory_explorer import provenance
 from apps.trajectory_explorer.inputs import ExplorerError
 
 #: Upload file names the explorer accepts (case-insensitive); the content decides the format.
@@ -148,7 +149,7 @@ def parse_upload(name: str, data: bytes, *, selection: str, max_bytes: int, max_
     if isinstance(result, ParseFailure) or not result:
         reason = getattr(result, "reason", "unreadable").replace(str(path), name).replace(tmp, "")
         raise ExplorerError(f"{name}: not a readable structure file ({reason})")
-    atoms = f"{selection.upper()} atoms"
+    atoms = provenance.atoms(selection)
     if len(result) > max_points:
         raise ExplorerError(
             f"{name}: {len(result):,} {atoms} is over the limit of {max_points:,} points per upload (the encoders' "

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from apps.trajectory_explorer import budget, views
+from protein_care import embedding
 from apps.trajectory_explorer.data import ExplorerData, StoreLoadError
 from apps.trajectory_explorer.inputs import parse_axis
 from apps.trajectory_explorer.uploads import Protein, SessionUploads, new_session_id
@@ -45,7 +46,7 @@ def test_rotations_are_embedded_in_batches_within_the_point_budget(data, monkeyp
     a time, and the batching does not change the trajectory."""
     pid = data.ids[5]
     n, hidden = len(data.protein(pid).coords), data.run("0").run.config["hidden"]
-    monkeypatch.setattr(budget, "POINT_BUDGET", n * hidden * 5)  # 5 rotated copies per batch
+    monkeypatch.setattr(embedding, "POINT_BUDGET", n * hidden * 5)  # 5 rotated copies per batch
     encoder = data.run("0").run.encoder
     seen = []
     hook = encoder.register_forward_hook(lambda _m, args, _out: seen.append(args[3]))  # num_graphs
@@ -71,7 +72,7 @@ def test_a_cloud_too_large_for_a_set_transformer_is_a_page_message(other_store_r
     data = ExplorerData.open([tiny_runs.care, other_store_run.run], tiny_runs.store)
     sizes = {i: len(data.protein(i).coords) for i in data.ids}
     big, small = max(sizes, key=sizes.get), min(sizes, key=sizes.get)
-    monkeypatch.setattr(budget, "ATTENTION_BUDGET", 4 * sizes[small] ** 2)  # 4 heads: the smallest fits once
+    monkeypatch.setattr(embedding, "ATTENTION_BUDGET", 4 * sizes[small] ** 2)  # 4 heads: the smallest fits once
     v = views.render_views(data, ["0", "1"], big, "z", "", 8, 0)
     assert v.error and "a set-transformer run (its attention grows with the square of the points) can embed at " \
         f"most {sizes[small]:,} points" in v.status and f"this protein has {sizes[big]:,}" in v.status

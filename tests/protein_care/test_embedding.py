@@ -77,3 +77,24 @@ def test_pack_clouds_builds_a_pyg_style_batch():
     pos, x, batch, b = pack_clouds([np.zeros((2, 3)), np.ones((3, 3))], [np.array([1, 2]), np.array([3, 4, 5])])
     assert b == 2 and pos.dtype == torch.float32 and x.dtype == torch.long
     assert batch.tolist() == [0, 0, 1, 1, 1] and x.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_rotation_series_batches_stay_within_the_memory_budget_whatever_the_caller_asks():
+    """A set transformer's attention grows with n²: a 1,500-point cloud takes 7 copies per
+    batch (heads 4), not the 256 a caller may ask for (+4 GB); defaults come from the
+    model's own (a config without ``heads`` is the 4-head default)."""
+    from protein_care.embedding import clouds_per_batch, largest_cloud
+
+    assert clouds_per_batch({"encoder": "set-transformer"}, 1500) == 2**26 // (4 * 1500**2) == 7
+    assert clouds_per_batch({}, 20_000) == 2**26 // (20_000 * 256)  # deepset, hidden 256
+    assert largest_cloud({"encoder": "set-transformer"}) == 4096
+    torch.manual_seed(0)
+    encoder = build_encoder({"encoder": "set-transformer", "hidden": 8, "dim": 4, "heads": 2, "phi_layers": 1,
+                             "rho_layers": 1})
+    sizes = []
+    encoder.register_forward_hook(lambda module, args, out: sizes.append(args[3]))
+    coords = torch.randn(2000, 3, generator=torch.Generator().manual_seed(1))
+    rotations = random_rotations(40, generator=torch.Generator().manual_seed(2))
+    embed_rotation_series(encoder, coords, None, rotations, length_scale=10.0, batch_size=256)
+    per_batch = clouds_per_batch(encoder.config, 2000)
+    assert per_batch == 2**26 // (2 * 2000**2) == 8 and sizes == [8] * 5
