@@ -3,7 +3,7 @@
 Generates ``--n`` synthetic clouds (default 200,000) with realistic sizes: log-normal
 point counts with median ``--median`` (250, a CA cloud of a 250-residue chain), sigma 0.6,
 clipped to [20, 5000], features in the 21-code residue vocabulary. They are streamed
-through :func:`data_pipeline.store.write_store` into a temporary folder that is deleted
+through :func:`data_pipeline.store_writer.write_store` into a temporary folder that is deleted
 afterwards. Each phase runs in a fresh process, so its peak RSS is its own:
 
 * **write**: clouds generated on the fly (a cheap slice of a pre-drawn pool, timed alone
@@ -38,7 +38,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data_pipeline.store import CloudRecord, PointCloudStore, write_store  # noqa: E402
+from data_pipeline.store import PointCloudStore  # noqa: E402
+from data_pipeline.store_writer import CloudRecord, write_store  # noqa: E402
 
 MB = 1024 * 1024
 

@@ -52,7 +52,7 @@ def build_store(folder: Path, synthetic: bool) -> Path:
 
         build([str(pdb)], out, selection="ca", progress=False)
         return out
-    from data_pipeline.store import CloudRecord, write_store
+    from data_pipeline.store_writer import CloudRecord, write_store
 
     rng = np.random.default_rng(0)
 

@@ -53,7 +53,8 @@ from data_pipeline.splits import (
     residue_sequence,
     sequence_key,
 )
-from data_pipeline.store import CloudRecord, PointCloudStore, StoreWriter, remove_stale_temporaries
+from data_pipeline.store import PointCloudStore
+from data_pipeline.store_writer import CloudRecord, StoreWriter, remove_stale_temporaries
 from data_pipeline.atomic_files import write_text_atomic
 from data_pipeline.structure import POLICY_VERSION, ParseFailure, PointCloud
 

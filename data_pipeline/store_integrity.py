@@ -2,7 +2,7 @@
 :mod:`data_pipeline.atomic_files`).
 
 :func:`seal_files` fsyncs every file of a finished store folder and returns its size and
-sha256, which :class:`data_pipeline.store.StoreWriter` records in ``meta.json`` as
+sha256, which :class:`data_pipeline.store_writer.StoreWriter` records in ``meta.json`` as
 ``files``; :func:`file_problems` compares a folder with that record: sizes (cheap, on
 every open) and, asked to, checksums (reads everything: ``verify=True``).
 :func:`value_problem` checks the arrays' values in one vectorised pass on every open.

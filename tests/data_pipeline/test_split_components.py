@@ -21,7 +21,8 @@ from data_pipeline.splits import (
     residue_sequence,
     sequence_key,
 )
-from data_pipeline.store import CloudRecord, PointCloudStore, StoreWriter
+from data_pipeline.store import PointCloudStore
+from data_pipeline.store_writer import CloudRecord, StoreWriter
 
 SEQ_A = "MKTAYIAKQRQISFVKSHFSRQ"
 SEQ_B = "GSHMLEDPVDAFQLGNTLVQK"

@@ -16,7 +16,8 @@ import pytest
 import data_pipeline.build as build_mod
 from data_pipeline.build import BuildReport, StoreConfigMismatch, build_store
 from data_pipeline.parse import read_structure
-from data_pipeline.store import CloudRecord, PointCloudStore, StoreError, write_store
+from data_pipeline.store import PointCloudStore, StoreError
+from data_pipeline.store_writer import CloudRecord, write_store
 from data_pipeline.structure import RESIDUE_VOCAB
 
 SMALL = [

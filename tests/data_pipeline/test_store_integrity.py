@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import data_pipeline.store as store_mod
-from data_pipeline.store import CloudRecord, PointCloudStore, StoreError, write_store
+import data_pipeline.store_writer as store_writer_mod
+from data_pipeline.store import PointCloudStore, StoreError
+from data_pipeline.store_writer import CloudRecord, write_store
 
 
 def _synthetic(n: int = 6, seed: int = 0):
@@ -123,7 +124,7 @@ def test_commit_fsyncs_every_file_and_the_folder_before_the_rename(tmp_path, mon
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(store_mod.os, "replace", replace)
+    monkeypatch.setattr(store_writer_mod.os, "replace", replace)
     out = tmp_path / "syn"
     write_store(_synthetic(), out)
     rename = events.index(("replace", next(s for kind, s in events if kind == "replace")))

@@ -64,7 +64,7 @@ def build_small_store(out: Path, n_files: int = 30) -> Path:
         build_store([str(f) for f in files], out, selection="ca")
         return out
     from data_pipeline.parse import try_read_structure
-    from data_pipeline.store import CloudRecord, write_store
+    from data_pipeline.store_writer import CloudRecord, write_store
     from data_pipeline.structure import ParseFailure
 
     def records():

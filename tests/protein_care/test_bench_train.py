@@ -8,7 +8,7 @@ from ..bench_loader import load_benchmark
 
 
 def test_bench_train_times_windows_and_one_step_paths(tmp_path):
-    from data_pipeline.store import CloudRecord, write_store
+    from data_pipeline.store_writer import CloudRecord, write_store
 
     rng = np.random.default_rng(0)
     records = (CloudRecord(f"c{i}", np.cumsum(rng.normal(size=(n, 3)), 0).astype(np.float32),

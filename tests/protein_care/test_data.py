@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from data_pipeline.store import CloudRecord, PointCloudStore, write_store
+from data_pipeline.store import PointCloudStore
+from data_pipeline.store_writer import CloudRecord, write_store
 from protein_care.data import StoreDataset
 
 

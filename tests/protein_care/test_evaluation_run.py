@@ -29,7 +29,7 @@ def _build_store(out: Path) -> None:
 
         build_store(files, out, workers=1, progress=False, split_fractions=(0.6, 0.2, 0.2))
         return
-    from data_pipeline.store import CloudRecord, write_store
+    from data_pipeline.store_writer import CloudRecord, write_store
     from tests.protein_care.standins import random_clouds
 
     clouds = random_clouds(60, seed=0, min_points=40, max_points=120)

@@ -52,7 +52,7 @@ def test_a_quadratic_pose_block_is_linear_in_r_only_by_chance(tool):
 def test_the_command_reads_every_snapshot_of_a_split_run(tool, tmp_path, capsys):
     store = SyntheticStore(30)
     store_dir = tmp_path / "store"
-    from data_pipeline.store import CloudRecord, write_store
+    from data_pipeline.store_writer import CloudRecord, write_store
 
     write_store((CloudRecord(str(i), store[i], store.features(i), {"group": f"g{i}"}) for i in range(len(store))),
                 store_dir, {"synthetic": True})

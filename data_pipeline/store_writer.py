@@ -1,0 +1,256 @@
+"""Write a :mod:`data_pipeline.store` atomically: clouds stream into a temporary folder
+next to the target, which is fsynced and renamed into place at :meth:`StoreWriter.commit`.
+
+A killed or failed write leaves no folder that
+:class:`~data_pipeline.store.PointCloudStore` would accept; a build that died leaves a
+``.<name>.tmp-<pid>-*`` folder that :func:`remove_stale_temporaries` deletes.
+``entries.jsonl`` is streamed as clouds arrive; splits decided only once all clouds are
+known (:meth:`StoreWriter.set_splits`) rewrite it once, a sequential pass over a small
+file, rather than holding every entry in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from data_pipeline.atomic_files import fsync_dir
+from data_pipeline.splits import SPLIT_NAMES, assign_split
+from data_pipeline.store import FORMAT_VERSION, StoreError
+from data_pipeline.store_integrity import seal_files, value_problem
+from data_pipeline.structure import RESIDUE_VOCAB
+
+
+@dataclass
+class CloudRecord:
+    """One cloud to write: ``coords`` float32 [n, 3], ``features`` uint8 [n], metadata."""
+
+    id: str
+    coords: np.ndarray
+    features: np.ndarray
+    entry: dict[str, Any] = field(default_factory=dict)
+
+
+class _NpyAppender:
+    """Write a ``.npy`` file whose first axis grows; the header is fixed up at close."""
+
+    def __init__(self, path: Path, dtype: np.dtype, row_shape: tuple[int, ...]) -> None:
+        self.path, self.dtype, self.row_shape, self.rows = path, np.dtype(dtype), row_shape, 0
+        self.fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.header_len = self._write_header()
+
+    def _write_header(self) -> int:
+        self.fh.seek(0)
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (self.rows, *self.row_shape),
+        }
+        np.lib.format.write_array_header_1_0(self.fh, header)
+        return self.fh.tell()
+
+    def append(self, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array, dtype=self.dtype)
+        if array.shape[1:] != self.row_shape:
+            raise ValueError(f"{self.path.name}: rows of shape {self.row_shape} expected, got {array.shape[1:]}")
+        self.fh.write(array.data)
+        self.rows += array.shape[0]
+
+    def close(self) -> None:
+        end = self.fh.seek(0, os.SEEK_END)
+        # numpy pads the header so that the first axis can grow to 21 digits in place.
+        if self._write_header() != self.header_len:
+            raise RuntimeError(f"{self.path.name}: .npy header changed length")
+        self.fh.seek(end)
+        self.fh.close()
+
+
+class StoreWriter:
+    """Stream clouds into a new store at ``out``; atomic on :meth:`commit`.
+
+    Use as a context manager: leaving the block without ``commit`` (an exception) removes
+    the temporary directory. ``overwrite=False`` refuses an existing ``out``.
+    """
+
+    def __init__(self, out: str | Path, *, overwrite: bool = False) -> None:
+        self.out = Path(out)
+        if self.out.exists() and not overwrite:
+            raise FileExistsError(f"{self.out} exists (pass overwrite=True to replace it)")
+        self.overwrite = overwrite
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-{os.getpid()}-", dir=self.out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a store is an ordinary folder
+        self._coords = _NpyAppender(self.tmp / "coords.npy", np.float32, (3,))
+        self._features = _NpyAppender(self.tmp / "features.npy", np.uint8, ())
+        self._entries = open(self.tmp / "entries.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self._failures = open(self.tmp / "failures.tsv", "w", encoding="utf-8")  # noqa: SIM115
+        self._failures.write("file\treason\n")
+        self.offsets: list[int] = [0]
+        self.ids: list[str] = []
+        self.splits: list[int] = []
+        self.n_failures = 0
+        self.split_fractions: Sequence[float] = (0.8, 0.1, 0.1)
+        self._done = False
+
+    def add(self, record: CloudRecord) -> None:
+        """Append one cloud; ``entry["split"]`` defaults to the split of ``entry["group"]``."""
+        coords = np.asarray(record.coords, dtype=np.float32).reshape(-1, 3)
+        features = np.asarray(record.features).reshape(-1)
+        if features.shape[0] != coords.shape[0]:
+            raise ValueError(f"{record.id}: {coords.shape[0]} points but {features.shape[0]} features")
+        split = record.entry.get("split") or assign_split(
+            record.entry.get("group", record.id), self.split_fractions
+        )
+        self._coords.append(coords)
+        self._features.append(features)
+        self.offsets.append(self.offsets[-1] + coords.shape[0])
+        self.ids.append(record.id)
+        self.splits.append(SPLIT_NAMES.index(split))
+        entry = {"id": record.id, **record.entry, "n_points": int(coords.shape[0]), "split": split}
+        self._entries.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    def set_splits(self, splits: Sequence[str], extra: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Replace the split of every cloud added so far (and add the fields ``extra[i]``
+        to entry ``i``): for splits that can only be decided once all clouds are known.
+        Rewrites ``entries.jsonl`` in the temporary directory; call before :meth:`commit`."""
+        if len(splits) != len(self.ids) or (extra is not None and len(extra) != len(self.ids)):
+            raise ValueError(f"{len(self.ids)} clouds but {len(splits)} splits")
+        codes = [SPLIT_NAMES.index(s) for s in splits]  # ValueError for an unknown name
+        self._entries.close()
+        path, new = self.tmp / "entries.jsonl", self.tmp / "entries.jsonl.new"
+        with open(path, encoding="utf-8") as src, open(new, "w", encoding="utf-8") as dst:
+            n = 0
+            for n, line in enumerate(src, 1):
+                entry = json.loads(line)
+                entry.update(extra[n - 1] if extra is not None else {})
+                entry["split"] = splits[n - 1]
+                dst.write(json.dumps(entry, sort_keys=True) + "\n")
+        if n != len(self.ids):
+            raise RuntimeError(f"entries.jsonl has {n} lines for {len(self.ids)} clouds")
+        os.replace(new, path)
+        self._entries = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in commit()
+        self.splits = codes
+
+    def add_failure(self, file: str, reason: str) -> None:
+        """One line of ``failures.tsv``."""
+        clean = " ".join(str(reason).split())
+        self._failures.write(f"{file}\t{clean}\n")
+        self.n_failures += 1
+
+    def write_text(self, name: str, text: str) -> None:
+        """An extra file in the store (e.g. ``sources.tsv``)."""
+        (self.tmp / name).write_text(text, encoding="utf-8")
+
+    def commit(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """Finish the arrays, write ``meta.json`` last (with every other file's size and
+        sha256), fsync the files and the folder, and rename it into place."""
+        self._coords.close()
+        self._features.close()
+        self._entries.close()
+        self._failures.close()
+        np.save(self.tmp / "offsets.npy", np.asarray(self.offsets, dtype=np.int64))
+        np.save(self.tmp / "splits.npy", np.asarray(self.splits, dtype=np.uint8))
+        (self.tmp / "ids.json").write_text(json.dumps(self.ids), encoding="utf-8")
+        problem = value_problem(np.load(self.tmp / "coords.npy", mmap_mode="r"),
+                                np.load(self.tmp / "features.npy", mmap_mode="r"), np.asarray(self.offsets),
+                                np.asarray(self.splits), self.ids, len(SPLIT_NAMES), len(RESIDUE_VOCAB))
+        if problem:  # a reader's plain open does not look at point values: refuse to commit them
+            raise StoreError(f"{self.out}: not committed: {problem}")
+        counts = np.bincount(np.asarray(self.splits, dtype=np.int64), minlength=len(SPLIT_NAMES))
+        full = {
+            "format_version": FORMAT_VERSION,
+            "feature_vocab": list(RESIDUE_VOCAB),
+            "split_names": list(SPLIT_NAMES),
+            **meta,
+            "counts": {
+                "clouds": len(self.ids),
+                "points": int(self.offsets[-1]),
+                "failures": self.n_failures,
+                "splits": {name: int(c) for name, c in zip(SPLIT_NAMES, counts)},
+            },
+            "files": seal_files(self.tmp, skip=("meta.json",)),  # fsyncs them too
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        with open(self.tmp / "meta.json", "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(full, indent=2, sort_keys=True))
+            fh.flush()
+            os.fsync(fh.fileno())
+        fsync_dir(self.tmp)
+        _replace_dir(self.tmp, self.out, self.overwrite)
+        fsync_dir(self.out.parent)
+        self._done = True
+        return full
+
+    def abort(self) -> None:
+        """Drop the temporary directory (idempotent)."""
+        for fh in (self._coords.fh, self._features.fh, self._entries, self._failures):
+            fh.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._done = True
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._done:
+            self.abort()
+
+
+def _replace_dir(tmp: Path, out: Path, overwrite: bool) -> None:
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} appeared during the build")
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "store")
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def write_store(
+    clouds: Iterable[CloudRecord],
+    out: str | Path,
+    meta: Mapping[str, Any] | None = None,
+    *,
+    failures: Iterable[tuple[str, str]] = (),
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write ``clouds`` (streamed, never all in memory) as a store; returns meta.json."""
+    meta = dict(meta or {})
+    with StoreWriter(out, overwrite=overwrite) as writer:
+        writer.split_fractions = meta.get("split_fractions", writer.split_fractions)
+        for record in clouds:
+            writer.add(record)
+        for file, reason in failures:
+            writer.add_failure(file, reason)
+        return writer.commit(meta)
+
+
+def remove_stale_temporaries(out: str | Path) -> list[Path]:
+    """Delete ``.<name>.tmp-<pid>-*`` directories of builds whose process is gone."""
+    out = Path(out)
+    removed = []
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            pid = int(tmp.name[len(f".{out.name}.tmp-") :].split("-")[0])
+            os.kill(pid, 0)
+            continue  # still running
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
