@@ -23,12 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,10 @@ import numpy as np
 from tqdm import tqdm
 
 from data_pipeline.build_pool import parse_in_pool
+from data_pipeline.build_report import BuildReport as BuildReport  # re-exported
+from data_pipeline.build_report import EmptyBuild as EmptyBuild  # re-exported
+from data_pipeline.build_report import report_existing
+from data_pipeline.build_sources import MISSING, find_structure_files, sources_table
 from data_pipeline.build_target import StoreConfigMismatch as StoreConfigMismatch  # re-exported
 from data_pipeline.build_target import check_target, failures_beside
 from data_pipeline.parse import backend_version, check_options, try_read_structure
@@ -53,121 +55,10 @@ from data_pipeline.splits import (
     residue_sequence,
     sequence_key,
 )
-from data_pipeline.store import PointCloudStore
 from data_pipeline.store_writer import CloudRecord, StoreWriter, remove_stale_temporaries
 from data_pipeline.atomic_files import write_text_atomic
 from data_pipeline.structure import POLICY_VERSION, ParseFailure, PointCloud
 
-STRUCTURE_SUFFIXES = (".cif", ".mmcif", ".pdb", ".ent")
-MISSING = "missing: file not found"  # failures.tsv reason of a listed source that does not exist
-
-
-@dataclass
-class BuildReport:
-    """What a build did (or found already done)."""
-
-    out: Path
-    status: str  # "built", "up-to-date", or "empty" (carried by EmptyBuild: nothing written)
-    files_seen: int
-    clouds_written: int
-    n_points: int
-    split_counts: dict[str, int]
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-    config_hash: str = ""
-
-    def failures_by_reason(self) -> dict[str, int]:
-        """Failure counts by reason category (text before the first ':', digits masked)."""
-        return dict(Counter(_reason_category(r) for _, r in self.failures).most_common())
-
-    def summary(self) -> str:
-        """A plain-text table for the CLI."""
-        rows = [
-            ("store", f"{self.out} ({self.status})"),
-            ("files seen", f"{self.files_seen:,}"),
-            ("clouds written", f"{self.clouds_written:,}"),
-            ("points", f"{self.n_points:,}"),
-            ("splits", ", ".join(f"{k} {v:,}" for k, v in self.split_counts.items())),
-            ("left out", f"{len(self.failures):,} (failures.tsv)"),
-            ("time", f"{self.seconds:.1f} s"),
-            ("config sha256", self.config_hash[:16]),
-        ]
-        width = max(len(k) for k, _ in rows)
-        lines = [f"{k:<{width}}  {v}" for k, v in rows]
-        by_reason = self.failures_by_reason()
-        if by_reason:
-            lines.append("left out by reason:")
-            lines += [f"{n:>8,}  {reason}" for reason, n in by_reason.items()]
-        return "\n".join(lines)
-
-
-def _reason_category(reason: str) -> str:
-    return re.sub(r"\d+", "N", reason.split(":")[0]).strip()
-
-
-class EmptyBuild(Exception):
-    """Every source was left out: no store was written (an existing one is untouched).
-
-    ``report`` lists the failures; they are also saved at ``failures_path``.
-    """
-
-    def __init__(self, report: BuildReport, failures_path: Path | None) -> None:
-        self.report, self.failures_path = report, failures_path
-        by_reason = "; ".join(f"{n} {r}" for r, n in report.failures_by_reason().items()) or "no files"
-        first = f"; e.g. {report.failures[0][0]}: {report.failures[0][1]}" if report.failures else ""
-        where = f" (all reasons in {failures_path})" if failures_path else ""
-        state = "was left as it was" if report.out.exists() else "was not written"
-        what = f"all {report.files_seen} source files were left out" if report.files_seen else "no source files"
-        super().__init__(f"no clouds: {what} ({by_reason}){where}{first}. {report.out} {state}.")
-
-
-# ------------------------------------------------------------------------ sources
-
-
-def is_structure_file(path: Path) -> bool:
-    """A name ending in .cif/.mmcif/.pdb/.ent, optionally .gz (directory discovery only)."""
-    name = path.name.lower()
-    name = name[:-3] if name.endswith(".gz") else name
-    return name.endswith(STRUCTURE_SUFFIXES)
-
-
-def find_structure_files(sources: Sequence[str | Path], missing: list[Path] | None = None) -> list[Path]:
-    """Expand directories (recursively) and return sorted, de-duplicated absolute paths.
-
-    A source that does not exist raises FileNotFoundError, or is appended (absolute,
-    once) to ``missing`` when a list is given.
-    """
-    found: set[Path] = set()
-    for src in sources:
-        p = Path(src)
-        if p.is_dir():
-            found.update(q.resolve() for q in p.rglob("*") if q.is_file() and is_structure_file(q))
-        elif p.exists():
-            found.add(p.resolve())
-        elif missing is None:
-            raise FileNotFoundError(f"source not found: {p}")
-        elif p.absolute() not in missing:
-            missing.append(p.absolute())
-    return sorted(found)
-
-
-def manifest_files(manifest: str | Path) -> list[Path]:
-    """Usable files of a fetch-pdb ``manifest.jsonl`` (last record per ID, status ok/cached)."""
-    from data_pipeline.fetch_manifest import USABLE_STATUSES, latest_status
-
-    records = latest_status(manifest)
-    return [Path(r["path"]) for r in records.values() if r.get("status") in USABLE_STATUSES and r.get("path")]
-
-
-def sources_table(paths: Sequence[Path], missing: Sequence[Path] = ()) -> str:
-    """``path<TAB>size<TAB>mtime_ns`` lines (``path<TAB>missing`` for ``missing``), the
-    identity of the source set."""
-    lines = []
-    for p in paths:
-        st = p.stat()
-        lines.append(f"{p}\t{st.st_size}\t{st.st_mtime_ns}")
-    lines += [f"{p}\tmissing" for p in sorted(missing)]
-    return "\n".join(lines) + ("\n" if lines else "")
 
 
 # ------------------------------------------------------------------------- worker
@@ -314,9 +205,9 @@ def build_store(
         per_chain=per_chain, split_fractions=fractions, table=table,
     )  # fmt: skip
     digest = config_hash(config)
-    existing = check_target(out, config, digest, table, overwrite)
+    existing = check_target(out, config, digest, table, overwrite, progress)
     if existing is not None:
-        return _report_existing(existing, digest, time.perf_counter() - t0)
+        return report_existing(existing, digest, time.perf_counter() - t0)
     remove_stale_temporaries(out)
 
     options = {"selection": selection, "backend": backend, "per_chain": per_chain}
@@ -411,17 +302,3 @@ def _package_version() -> str:
         return version("protein-care")  # data_pipeline ships in the protein-care distribution
     except PackageNotFoundError:
         return "0.0.0+unknown"
-
-
-def _report_existing(store: PointCloudStore, digest: str, seconds: float) -> BuildReport:
-    failures: list[tuple[str, str]] = []
-    with open(store.path / "failures.tsv", encoding="utf-8") as fh:
-        next(fh, None)
-        failures = [tuple(line.rstrip("\n").split("\t", 1)) for line in fh if "\t" in line]  # type: ignore[misc]
-    counts = store.meta.get("counts", {})
-    return BuildReport(
-        store.path, "up-to-date", int(store.meta.get("files_seen", 0)), len(store),
-        int(counts.get("points", len(store.coords))),
-        {k: int(v) for k, v in counts.get("splits", {}).items()} or {k: 0 for k in SPLIT_NAMES},
-        failures, seconds, digest,
-    )  # fmt: skip

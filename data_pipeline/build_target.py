@@ -46,7 +46,7 @@ def say(message: str) -> None:
 
 
 def check_target(
-    out: Path, config: dict[str, Any], digest: str, table: str, overwrite: bool
+    out: Path, config: dict[str, Any], digest: str, table: str, overwrite: bool, progress: bool = False
 ) -> PointCloudStore | None:
     """The intact store at ``out`` if it was built with this configuration (``digest``),
     else None when a build may write ``out``.
@@ -73,7 +73,7 @@ def check_target(
         return None
     if existing.get("config_hash") == digest:
         try:
-            return PointCloudStore(out, verify=True)
+            return PointCloudStore(out, verify=True, progress=progress)
         except StoreError as exc:
             reason = str(exc).removeprefix(f"{out}: ").removeprefix("damaged store: ")
             say(f"{out} is damaged ({reason}); rebuilding")

@@ -53,12 +53,15 @@ class PointCloudStore:
     Opening validates the directory without reading the point arrays (see the module
     docstring) and raises :class:`StoreError` naming the store, the file and the problem.
     ``verify=True`` also checks every point's values (one vectorised pass) and every file
-    against the sha256 recorded when it was written (:meth:`verify_checksums`).
+    against the sha256 recorded when it was written (:meth:`verify_checksums`; ``progress``
+    shows a bar of the bytes read).
     ``random_access=True`` advises the kernel against readahead (``MADV_RANDOM``), so
     that shuffled reads from a cold cache fetch only the pages of the clouds asked for.
     """
 
-    def __init__(self, path: str | Path, *, random_access: bool = False, verify: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, random_access: bool = False, verify: bool = False, progress: bool = False
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
             raise StoreError(f"{self.path}: no store here (not a directory)")
@@ -84,7 +87,7 @@ class PointCloudStore:
         self._validate()
         self._scan(every_point=verify)  # a plain open reads no point data: the arrays stay lazy
         if verify:
-            self.verify_checksums()
+            self.verify_checksums(progress=progress)
         if random_access:  # shuffled training: no readahead, a read costs only its pages
             for array in (self.coords, self._features):
                 mm = getattr(array, "_mmap", None)
@@ -136,15 +139,16 @@ class PointCloudStore:
         if problem:
             raise StoreError(f"{self.path}: {problem}")
 
-    def verify_checksums(self) -> bool:
-        """Read every file and compare it with the sha256 recorded at commit.
+    def verify_checksums(self, progress: bool = False) -> bool:
+        """Read every file and compare it with the sha256 recorded at commit (``progress``:
+        a bar of the bytes read, on stderr).
 
         Returns ``False`` (nothing to compare) for a store written before checksums were
         recorded, ``True`` when every file matches; raises :class:`StoreError` otherwise.
         """
         if "files" not in self.meta:
             return False
-        problems = file_problems(self.path, self.meta["files"], checksums=True)
+        problems = file_problems(self.path, self.meta["files"], checksums=True, progress=progress)
         if problems:
             raise StoreError(f"{self.path}: damaged store: {'; '.join(problems)}")
         return True

@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 
 DIGEST = "sha256"
 _CHUNK = 1 << 20
 
 
-def _digest(path: Path, sync: bool = False) -> str:
+def _digest(path: Path, sync: bool = False, bar: tqdm | None = None) -> str:
     h = hashlib.new(DIGEST)
     with open(path, "rb") as fh:
         while block := fh.read(_CHUNK):
             h.update(block)
+            if bar is not None:
+                bar.update(len(block))
         if sync:
             os.fsync(fh.fileno())
     return h.hexdigest()
@@ -44,11 +48,19 @@ def seal_files(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, dict[str, 
     return record
 
 
-def file_problems(folder: Path, files: Any, *, checksums: bool) -> list[str]:
+def file_problems(folder: Path, files: Any, *, checksums: bool, progress: bool = False) -> list[str]:
     """How ``folder`` differs from the ``files`` record of :func:`seal_files`: missing
-    files, changed sizes and, with ``checksums=True`` (reads every file), changed content."""
+    files, changed sizes and, with ``checksums=True`` (reads every file), changed content;
+    ``progress`` shows a bar of the bytes read on stderr."""
     if not isinstance(files, Mapping):
         return [f"meta.json 'files' must be an object, got {type(files).__name__}"]
+    total = sum(w.get("bytes", 0) for w in files.values() if isinstance(w, Mapping) and isinstance(w.get("bytes"), int))
+    with tqdm(total=total, desc="verify", unit="B", unit_scale=True, disable=not (checksums and progress),
+              file=sys.stderr, leave=False) as bar:  # fmt: skip
+        return _file_problems(folder, files, checksums, bar)
+
+
+def _file_problems(folder: Path, files: Mapping[str, Any], checksums: bool, bar: tqdm) -> list[str]:
     problems = []
     for name, want in files.items():
         if not isinstance(want, Mapping):
@@ -61,7 +73,7 @@ def file_problems(folder: Path, files: Any, *, checksums: bool) -> list[str]:
             continue
         if size != want.get("bytes"):
             problems.append(f"{name} has {size} bytes, {want.get('bytes')} were written")
-        elif checksums and _digest(folder / name) != want.get(DIGEST):
+        elif checksums and _digest(folder / name, bar=bar) != want.get(DIGEST):
             problems.append(f"{name} changed since it was written ({DIGEST} mismatch)")
     return problems
 

@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from data_pipeline.build import EmptyBuild, StoreConfigMismatch, build_store, find_structure_files, manifest_files
+from data_pipeline.build import EmptyBuild, StoreConfigMismatch, build_store
+from data_pipeline.build_sources import find_structure_files, manifest_files
 from data_pipeline.parse import BACKENDS
 from data_pipeline.splits import check_fractions
 from data_pipeline.store import StoreError

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tqdm import tqdm
 
 import data_pipeline.store_writer as store_writer_mod
 from data_pipeline.store import PointCloudStore, StoreError
@@ -102,6 +103,16 @@ def test_checksums_are_recorded_and_verified(store_dir):
         fh.write(" ")
     with pytest.raises(StoreError, match=r"ids.json has \d+ bytes, \d+ were written"):
         PointCloudStore(store_dir)  # a size change is seen on every open
+
+
+def test_verifying_checksums_can_show_the_bytes_read(store_dir, capsys):
+    total = sum(p.stat().st_size for p in store_dir.iterdir() if p.name != "meta.json")
+    PointCloudStore(store_dir, verify=True, progress=True)
+    bar = capsys.readouterr().err
+    assert "verify" in bar and f"/{tqdm.format_sizeof(total)}" in bar  # total: every file but meta.json
+    PointCloudStore(store_dir, verify=True)  # quiet by default
+    PointCloudStore(store_dir, progress=True)  # nothing to read: no bar
+    assert capsys.readouterr().err == ""
 
 
 def test_a_store_without_checksums_still_opens(store_dir):
