@@ -36,7 +36,8 @@ from pathlib import Path
 import gemmi
 
 from data_pipeline.rcsb_ids import normalize_pdb_id
-from data_pipeline.sniff import SourceError, atom_site_loop, gunzip
+from data_pipeline.cif_scan import atom_site_loop
+from data_pipeline.sniff import SourceError, gunzip
 
 __all__ = [
     "MAX_DECOMPRESSED_BYTES",

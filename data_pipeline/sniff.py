@@ -26,13 +26,21 @@ exactly the same text:
 
 from __future__ import annotations
 
-import bisect
 import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from data_pipeline.cif_scan import (
+    atom_site_blocks,
+    atom_site_loop,
+    cif_tag_values,
+    find_line_start,
+    find_tag,
+    cut_loop_values,
+)
 
 GZIP_MAGIC = b"\x1f\x8b"
 #: Default cap on the (decompressed) size of one structure file.
@@ -229,44 +237,6 @@ def _pdb_header(data: bytes) -> tuple[str | None, str | None, float | None]:
     return entry_id, method, resolution
 
 
-_TOKEN = re.compile(r"""'(?:[^']|'(?=\S))*'(?=\s|$)|"(?:[^"]|"(?=\S))*"(?=\s|$)|\S+""")
-
-
-def _cif_values(text: str, tag: str) -> list[str]:
-    """All values of ``tag`` (item or loop column) in ``text``; minimal, header use only."""
-    m = re.search(rf"(?m)^[ \t]*{re.escape(tag)}(?=\s)", text)
-    if m is None:
-        return []
-    line_end = text.find("\n", m.end())
-    line_end = len(text) if line_end < 0 else line_end
-    rest = text[m.end() : line_end].strip()
-    before = text.rfind("loop_", 0, m.start())
-    category = tag.split(".")[0] + "."
-    in_loop = before >= 0 and all(
-        not ln.strip() or ln.strip().startswith(category) or ln.strip() == "loop_"
-        for ln in text[before : m.start()].splitlines()
-    )
-    if not in_loop:
-        toks = _TOKEN.findall(rest or text[line_end : line_end + 512].lstrip().split("\n", 1)[0])
-        return [_unquote(toks[0])] if toks else []
-    tags = [t for t in re.findall(r"(?m)^[ \t]*(_\S+)", text[before : before + 65536])]
-    tags = tags[: next((i for i, t in enumerate(tags) if not t.startswith(category)), len(tags))]
-    col = tags.index(tag) if tag in tags else 0
-    body_start = re.search(rf"(?m)^[ \t]*{re.escape(tags[-1])}[ \t]*$", text[before:])
-    if body_start is None:
-        return []
-    body = text[before + body_start.end() : before + body_start.end() + 65536]
-    stop = re.search(r"(?m)^[ \t]*(?:_|loop_|#|data_)", body)
-    toks = _TOKEN.findall(body[: stop.start()] if stop else body)
-    return [_unquote(t) for t in toks[col :: len(tags)]]
-
-
-def _unquote(token: str) -> str:
-    if len(token) >= 2 and token[0] == token[-1] and token[0] in "'\"":
-        return token[1:-1]
-    return token
-
-
 def _to_float(value: str | None) -> float | None:
     try:
         out = float(value)  # type: ignore[arg-type]
@@ -275,173 +245,27 @@ def _to_float(value: str | None) -> float | None:
     return out if np.isfinite(out) and out > 0 else None
 
 
-def find_tag(data: bytes, tag: bytes, start: int = 0, prefix: bool = False) -> int:
-    """Offset of the first use of CIF ``tag`` as a tag (at a line start, after blanks).
-
-    ``bytes.find`` does the scanning (a regex anchored at every line is ~20x slower);
-    ``prefix=True`` accepts any tag that starts with ``tag`` (e.g. ``b"_atom_site."``).
-    """
-    pos = data.find(tag, start)
-    while pos >= 0:
-        line = data.rfind(b"\n", 0, pos) + 1
-        after = data[pos + len(tag) : pos + len(tag) + 1]
-        if not data[line:pos].strip(b" \t") and (prefix or after in (b"", b" ", b"\t", b"\r", b"\n")):
-            return pos
-        pos = data.find(tag, pos + 1)
-    return -1
-
-
-def find_line_start(data: bytes, char: bytes, start: int = 0) -> int:
-    """Offset of the first line at or after ``start`` that begins with ``char`` (-1: none).
-
-    ``bytes.find`` of one rare byte runs at memchr speed; searching for ``b"\\n#"``
-    instead is ~10x slower on mmCIF, where every line starts with a newline.
-    """
-    pos = data.find(char, start)
-    while pos > 0 and data[pos - 1 : pos] != b"\n":
-        pos = data.find(char, pos + 1)
-    return pos
-
-
-def _cif_tag_values(data: bytes, tag: str) -> list[str]:
-    """Values of ``tag`` anywhere in the file (a window of text around its first use)."""
-    pos = find_tag(data, tag.encode())
-    if pos < 0:
-        return []
-    lo = max(0, pos - 65536)
-    return _cif_values(data[lo : pos + len(tag) + 65536].decode("latin-1"), tag)
-
-
 def _cif_header(data: bytes) -> tuple[str | None, str | None, float | None]:
     # The _atom_site rows are most of the file and hold no tags: search around them.
     start = find_tag(data, b"_atom_site.", prefix=True)
     end = find_line_start(data, b"#", start) if start >= 0 else -1
     if start >= 0:
         data = data[:start] + (data[end:] if end >= 0 else b"")
-    entry = _cif_tag_values(data, "_entry.id")
+    entry = cif_tag_values(data, "_entry.id")
     entry_id = entry[0] if entry else None
     if not entry_id or not _ID_OK.match(entry_id):
         block = re.match(rb"\s*(?:#[^\n]*\n\s*)*data_(\S*)", data[:4096], re.I)
         name = block.group(1).decode("latin-1") if block else ""
         entry_id = name if _PDB_ID.match(name) else None
-    methods = [v for v in _cif_tag_values(data, "_exptl.method") if v not in ("?", ".")]
+    methods = [v for v in cif_tag_values(data, "_exptl.method") if v not in ("?", ".")]
     method = "; ".join(methods) or None
     resolution = None
     for tag in ("_refine.ls_d_res_high", "_em_3d_reconstruction.resolution", "_reflns.d_resolution_high"):
-        values = _cif_tag_values(data, tag)
+        values = cif_tag_values(data, tag)
         resolution = _to_float(values[0]) if values else None
         if resolution is not None:
             break
     return entry_id, method, resolution
-
-
-# ---------------------------------------------------------------- mmCIF structure
-
-# A line that closes a loop: a comment, a tag, loop_, a new block or a save frame.
-_LOOP_END = re.compile(rb"\n[ \t]*(?:#|_|[lL][oO][oO][pP]_|[dD][aA][tT][aA]_|[sS][aA][vV][eE]_)")
-_ATOM_SITE = b"_atom_site."
-
-Loop = tuple[int, int, int]  # (columns, start of the rows, end of the rows)
-
-
-def atom_site_loop(data: bytes) -> Loop | None:
-    """``(columns, start, end)`` of the rows of the first ``_atom_site`` loop, or None.
-
-    ``end`` is the offset of the line that closes the loop (``#``, a tag, ``loop_``,
-    ``data_``, ``save_``), or ``len(data)`` when the rows run to the end of the text.
-    None when ``_atom_site`` is not a loop with one tag a line.
-    """
-    tag = find_tag(data, _ATOM_SITE, prefix=True)
-    if tag < 0:
-        return None
-    head = data[max(0, tag - 64) : tag].rstrip()
-    if not head.lower().endswith(b"loop_") or head[-6:-5].strip():
-        return None
-    ntags, pos = 0, tag
-    while data.startswith(_ATOM_SITE, pos):
-        end = data.find(b"\n", pos)
-        end = len(data) if end < 0 else end
-        if len(data[pos:end].split()) != 1:
-            return None  # a value on a tag line: not the layout checked here
-        ntags, pos = ntags + 1, end + 1
-        while data[pos : pos + 1] in (b" ", b"\t", b"\r", b"\n"):
-            pos += 1
-    start = min(len(data), data.rfind(b"\n", 0, pos) + 1)
-    m = _LOOP_END.search(data, start - 1)
-    return ntags, start, m.start() + 1 if m else len(data)
-
-
-def _block_starts(data: bytes, lo: int, hi: int) -> set[int]:
-    """Offsets of the ``data_`` block headers in ``data[lo:hi]`` (bytes.find: memchr speed)."""
-    out = set()
-    for word in (b"data_", b"DATA_"):
-        pos = data.find(word, lo, hi)
-        while pos >= 0:
-            if not data[data.rfind(b"\n", 0, pos) + 1 : pos].strip(b" \t"):
-                out.add(pos)
-            pos = data.find(word, pos + 1, hi)
-    return out
-
-
-def _coordinate_block(data: bytes, loop: Loop | None) -> tuple[int, int]:
-    """``(start, end)`` of the one data block holding ``_atom_site``; see :func:`check_cif`."""
-    tag = find_tag(data, _ATOM_SITE, prefix=True)
-    if tag < 0:
-        return 0, len(data)
-    after = loop[2] if loop else tag + 1
-    # No block starts among the loop's rows (a data_ line would close the loop).
-    starts = sorted(_block_starts(data, 0, tag) | _block_starts(data, after, len(data)))
-    if len(starts) <= 1:
-        return 0, len(data)
-    found: list[int] = []  # blocks with an _atom_site tag; one find per block at most
-    pos = tag
-    while pos >= 0:
-        i = max(0, bisect.bisect_right(starts, pos) - 1)
-        found.append(i)
-        pos = find_tag(data, _ATOM_SITE, starts[i + 1], prefix=True) if i + 1 < len(starts) else -1
-    if len(found) > 1:
-        names = [data[starts[i] : starts[i] + 90].split()[0][5:].decode("latin-1") or "''" for i in found]
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        raise SourceError(f"{len(found)} data blocks with coordinates ({shown}); split the file")
-    i = found[0]
-    return starts[i], starts[i + 1] if i + 1 < len(starts) else len(data)
-
-
-def _row_values(line: bytes) -> int:
-    """Number of CIF values on one line (a ``#`` value starts a comment)."""
-    n = 0
-    for token in _TOKEN.findall(line.decode("latin-1")):
-        if token.startswith("#"):
-            break
-        n += 1
-    return n
-
-
-def _check_rows(data: bytes, loop: Loop) -> None:
-    """Refuse an ``_atom_site`` loop whose values do not fill whole rows (a cut file).
-
-    With one row a line (as every common writer has them) only the first and last rows
-    are read, and the whole loop is counted only when the last one looks short. Other layouts
-    (rows over several lines, ``;`` text fields) are left to the parsers, which both
-    count values too.
-    """
-    ntags, start, end = loop
-    stop = end
-    while stop > start and data[stop - 1] in b" \t\r\n":
-        stop -= 1
-    if stop <= start or 0 <= find_line_start(data, b";", start) < end:
-        return
-    first_end = data.find(b"\n", start, stop)
-    if _row_values(data[start : stop if first_end < 0 else first_end]) != ntags:
-        return  # rows span lines
-    if _row_values(data[max(start, data.rfind(b"\n", start, stop) + 1) : stop]) == ntags:
-        return
-    total = sum(_row_values(line) for line in data[start:stop].splitlines())
-    if total % ntags:
-        raise SourceError(
-            f"truncated mmCIF: the _atom_site loop ends inside a row ({total} values "
-            f"for rows of {ntags} columns)"
-        )
 
 
 def check_cif(data: bytes) -> bytes:
@@ -453,12 +277,21 @@ def check_cif(data: bytes) -> bytes:
     rows before the cut).
     """
     loop = atom_site_loop(data)
-    start, end = _coordinate_block(data, loop)
+    blocks = atom_site_blocks(data, loop)
+    if len(blocks) > 1:
+        names = [name or "''" for _, _, name in blocks]
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise SourceError(f"{len(blocks)} data blocks with coordinates ({shown}); split the file")
+    start, end, _ = blocks[0]
     if (start, end) != (0, len(data)):
         data = data[start:end]
         loop = atom_site_loop(data)
-    if loop is not None:
-        _check_rows(data, loop)
+    total = cut_loop_values(data, loop) if loop is not None else None
+    if total is not None:
+        raise SourceError(
+            f"truncated mmCIF: the _atom_site loop ends inside a row ({total} values "
+            f"for rows of {loop[0]} columns)"
+        )
     return data
 
 

@@ -24,7 +24,8 @@ import re
 
 import numpy as np
 
-from data_pipeline.sniff import Source, find_line_start, find_tag
+from data_pipeline.cif_scan import find_line_start, find_tag
+from data_pipeline.sniff import Source
 from data_pipeline.structure import UNKNOWN, residue_kind
 
 # Patterns start with a newline (fast literal-prefix scan); PDB ones run on b"\n" + data.

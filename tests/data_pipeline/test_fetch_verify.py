@@ -16,7 +16,7 @@ from data_pipeline.fetch_verify import (
     verify_structure_bytes,
     verify_structure_file,
 )
-from data_pipeline.sniff import atom_site_loop
+from data_pipeline.cif_scan import atom_site_loop
 
 try:
     from . import loopback_server as lb

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from data_pipeline.parity import compare_backends
 from data_pipeline.parse import read_structure, try_read_structure
-from data_pipeline.sniff import atom_site_loop
+from data_pipeline.cif_scan import atom_site_loop
 from data_pipeline.structure import ParseFailure
 
 BACKENDS = ("gemmi", "biopython")
