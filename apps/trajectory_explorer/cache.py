@@ -11,7 +11,8 @@ from typing import Any
 class LRUCache:
     """A thread-safe least-recently-used cache; :meth:`get_or_compute` runs ``compute``
     at most once per key at a time (computations are serialised: two CPU cores do not
-    gain from two encoders running at once)."""
+    gain from two encoders running at once). Subclasses may bound it further by
+    extending :meth:`_evict` (e.g. :class:`.uploads.SessionUploads`)."""
 
     def __init__(self, maxsize: int = 256) -> None:
         if maxsize < 1:
@@ -46,9 +47,18 @@ class LRUCache:
             if found:
                 return value
             value = compute()
-            with self._lock:
-                self.misses += 1
-                self._items[key] = value
-                while len(self._items) > self.maxsize:
-                    self._items.popitem(last=False)
+            self.misses += 1  # only ever changed under the compute lock
+            self._put(key, value)
         return value
+
+    def _put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            self._evict(key)
+
+    def _evict(self, key: Hashable) -> None:
+        """Drop the least recently used items over ``maxsize``; runs under the lock
+        right after ``key`` was stored."""
+        while len(self._items) > self.maxsize:
+            self._items.popitem(last=False)

@@ -31,8 +31,8 @@ from apps.trajectory_explorer.cache import LRUCache
 from apps.trajectory_explorer.inputs import Axis, ExplorerError, check_steps
 from apps.trajectory_explorer.provenance import StoreMismatch, atoms, compare, store_selection
 from apps.trajectory_explorer.uploads import (
-    DEFAULT_MAX_POINTS, DEFAULT_MAX_UPLOAD_MB, UPLOAD_PREFIX, Protein, SessionUploads, check_upload_name,
-    decode_data_url, parse_upload, upload_key, upload_name, valid_session,
+    DEFAULT_MAX_POINTS, DEFAULT_MAX_UPLOAD_MB, UPLOAD_PREFIX, Protein, SessionUploads, decode_data_url,
+    parse_upload, upload_key, upload_name, valid_session,
 )
 
 METRICS_JSON = "metrics.json"  # written by `protein-care evaluate` (evaluation.evaluate.METRICS_NAME)
@@ -260,36 +260,43 @@ class ExplorerData:
 
     def add_upload(self, filename: str, data: bytes, session=None) -> Protein:
         """Parse an uploaded structure file (bytes) and keep it for ``session``;
-        :class:`ExplorerError` with the reason for a bad name, size, content or point
-        count (see :func:`~apps.trajectory_explorer.uploads.parse_upload`)."""
-        name = upload_name(filename)
-        check_upload_name(name)
-        if not valid_session(session):
-            raise ExplorerError(f"{name}: this page has no upload session; reload the page")
-        known = self._uploads.get(session, upload_key(data)) if data else None
-        if known is not None:
-            return known
-        protein = parse_upload(name, data, selection=self.selection, max_bytes=self.max_upload_bytes,
-                               max_points=self.max_points)
-        self._uploads.put(session, protein)
-        return protein
+        :class:`ExplorerError` with the reason for a bad name, session, size, content or
+        point count (see :func:`~apps.trajectory_explorer.uploads.parse_upload`)."""
+        return self._keep_upload(upload_name(filename), data, session)
 
     def add_upload_contents(self, filename: str, contents: str, session=None) -> Protein:
         """:meth:`add_upload` from a ``dcc.Upload`` data URL (``data:...;base64,...``);
-        the size is checked before decoding."""
+        its name and size are checked before decoding."""
         name = upload_name(filename)
-        check_upload_name(name)
-        return self.add_upload(name, decode_data_url(name, contents, self.max_upload_bytes), session)
+        return self._keep_upload(name, decode_data_url(name, contents, self.max_upload_bytes), session)
+
+    def _keep_upload(self, name: str, data: bytes, session) -> Protein:
+        """The session's upload of ``data`` (parsed once per session: content-addressed);
+        ``name`` is checked already."""
+        if not valid_session(session):
+            raise ExplorerError(f"{name}: this page has no upload session; reload the page")
+        key = upload_key(data)  # hashed once: the lookup's and the new upload's key
+        known = self._uploads.get(session, key)
+        if known is not None:
+            return known
+        protein = parse_upload(name, data, selection=self.selection, max_bytes=self.max_upload_bytes,
+                               max_points=self.max_points, key=key)
+        self._uploads.put(session, protein)
+        return protein
 
     # ------------------------------------------------------------------ embeddings
 
-    def trajectory(self, run_key: str, protein_key: str, axis: Axis, steps: int, session=None):
-        """The :class:`~protein_care.trajectories.Trajectories` of one protein rotated
-        0 → 2π about ``axis`` in ``steps`` steps, embedded by run ``run_key`` (cached),
-        batched within the app's memory budget (:mod:`.budget`)."""
+    def _resolve(self, protein: Protein | str, session) -> Protein:
+        return protein if isinstance(protein, Protein) else self.protein(protein, session)
+
+    def trajectory(self, run_key: str, protein: Protein | str, axis: Axis, steps: int, session=None):
+        """The :class:`~protein_care.trajectories.Trajectories` of one protein (a
+        :class:`Protein` or its key) rotated 0 → 2π about ``axis`` in ``steps`` steps,
+        embedded by run ``run_key`` (cached), batched within the app's memory budget
+        (:mod:`.budget`)."""
         entry = self.run(run_key)
         steps = check_steps(steps)
-        protein = self.protein(protein_key, session)
+        protein = self._resolve(protein, session)
         batch = budget.batch_size(entry.run.config, len(protein.coords), entry.label)
 
         def compute():
@@ -305,15 +312,16 @@ class ExplorerData:
         # Uploads are content-addressed and shared: the name is this session's, not cached.
         return dataclasses.replace(traj, ids=[protein.label])
 
-    def rotated_cloud(self, protein_key: str, axis: Axis, angle: float, session=None) -> np.ndarray:
-        """The protein's points centred on their centroid and rotated by ``angle``
-        (radians) about ``axis``: ``(n, 3)``, the pose the encoder saw at that angle."""
+    def rotated_cloud(self, protein: Protein | str, axis: Axis, angle: float, session=None) -> np.ndarray:
+        """The points of ``protein`` (a :class:`Protein` or its key) centred on their
+        centroid and rotated by ``angle`` (radians) about ``axis``: ``(n, 3)``, the pose
+        the encoder saw at that angle."""
         import torch
 
         from protein_care.augment import center_and_scale, rotate_per_cloud
         from protein_care.geometry import axis_rotation
 
-        protein = self.protein(protein_key, session)
+        protein = self._resolve(protein, session)
         pos = torch.as_tensor(protein.coords, dtype=torch.float64)
         batch = torch.zeros(pos.shape[0], dtype=torch.long)
         rotation = axis_rotation(axis.spec, float(angle), dtype=torch.float64)  # (1, 3, 3)

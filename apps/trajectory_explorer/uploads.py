@@ -2,7 +2,7 @@
 session (each page has its own uploads; a bounded number per session and overall).
 
     >>> uploads = SessionUploads(per_session=16, total=64)                          # doctest: +SKIP
-    >>> protein = parse_upload("1ubq.cif.gz", raw, selection="ca", max_bytes=2**20,
+    >>> protein = parse_upload(upload_name("1ubq.cif.gz"), raw, selection="ca", max_bytes=2**20,
     ...                        max_points=20_000)                                    # doctest: +SKIP
     >>> uploads.put(session, protein); uploads.get(session, protein.key)            # doctest: +SKIP
 """
@@ -15,14 +15,13 @@ import hashlib
 import re
 import secrets
 import tempfile
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from apps.trajectory_explorer import provenance
+from apps.trajectory_explorer.cache import LRUCache
 from apps.trajectory_explorer.inputs import ExplorerError
 
 #: Upload file names the explorer accepts (case-insensitive); the content decides the format.
@@ -57,38 +56,28 @@ def valid_session(session) -> bool:
     return isinstance(session, str) and _SESSION.fullmatch(session) is not None
 
 
-class SessionUploads:
+class SessionUploads(LRUCache):
     """Uploads by (session, key), least recently used dropped first: at most
-    ``per_session`` in one session and ``total`` in all (thread-safe)."""
+    ``per_session`` in one session and ``total`` in all (thread-safe). Callers pass
+    checked sessions (:func:`valid_session`)."""
 
     def __init__(self, per_session: int = 16, total: int = 64) -> None:
         if per_session < 1 or total < 1:
             raise ValueError(f"upload limits must be >= 1, got {per_session} per session and {total} in all")
+        super().__init__(total)
         self.per_session, self.total = per_session, total
-        self._items: OrderedDict[tuple[str, str], Protein] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._items)
 
     def get(self, session, key: str) -> Protein | None:
-        with self._lock:
-            protein = self._items.get((session, key))
-            if protein is not None:
-                self._items.move_to_end((session, key))
-            return protein
+        return self._get((session, key))[1]
 
     def put(self, session: str, protein: Protein) -> None:
-        if not valid_session(session):
-            raise ExplorerError("this page has no upload session: reload the page")
-        with self._lock:
-            self._items[(session, protein.key)] = protein
-            self._items.move_to_end((session, protein.key))
-            mine = [k for k in self._items if k[0] == session]
-            for old in mine[: max(0, len(mine) - self.per_session)]:
-                del self._items[old]
-            while len(self._items) > self.total:
-                self._items.popitem(last=False)
+        self._put((session, protein.key), protein)
+
+    def _evict(self, key: tuple[str, str]) -> None:
+        mine = [k for k in self._items if k[0] == key[0]]
+        for old in mine[: max(0, len(mine) - self.per_session)]:
+            del self._items[old]
+        super()._evict(key)  # then the total
 
     def of(self, session) -> list[Protein]:
         """The session's uploads, least recently used first."""
@@ -96,13 +85,13 @@ class SessionUploads:
             return [p for (s, _), p in self._items.items() if s == session]
 
 
-def check_upload_name(name: str) -> None:
+def upload_name(filename) -> str:
+    """The base name of an uploaded file; :class:`ExplorerError` unless it ends in one
+    of :data:`UPLOAD_SUFFIXES`."""
+    name = Path(str(filename or "")).name or "upload"
     if not name.lower().endswith(UPLOAD_SUFFIXES):
         raise ExplorerError(f"{name}: upload a structure file ending in .cif, .cif.gz, .pdb or .pdb.gz")
-
-
-def upload_name(filename) -> str:
-    return Path(str(filename or "")).name or "upload"
+    return name
 
 
 def upload_key(data: bytes) -> str:
@@ -128,16 +117,18 @@ def decode_data_url(name: str, contents, max_bytes: int) -> bytes:
         raise ExplorerError(f"{name}: the upload is not valid base64") from None
 
 
-def parse_upload(name: str, data: bytes, *, selection: str, max_bytes: int, max_points: int) -> Protein:
-    """Parse an uploaded structure file (bytes) with the pipeline's policy;
-    :class:`ExplorerError` with the reason for a bad name, size, content or point count.
+def parse_upload(name: str, data: bytes, *, selection: str, max_bytes: int, max_points: int,
+                 key: str | None = None) -> Protein:
+    """Parse an uploaded structure file (bytes) named ``name`` (from :func:`upload_name`)
+    with the pipeline's policy; :class:`ExplorerError` with the reason for a bad size,
+    content or point count. ``key`` is :func:`upload_key` of ``data`` when the caller
+    has it already.
 
     The bytes are written to a private temporary folder, parsed as structure data
     only (:func:`data_pipeline.parse.try_read_structure`) and deleted."""
     from data_pipeline.parse import try_read_structure
     from data_pipeline.structure import ParseFailure
 
-    check_upload_name(name)
     if len(data) > max_bytes:
         raise ExplorerError(f"{name}: {format_size(len(data))} is over the upload limit of {format_size(max_bytes)}")
     if not data:
@@ -157,7 +148,7 @@ def parse_upload(name: str, data: bytes, *, selection: str, max_bytes: int, max_
         )
     stem = re.sub(r"(\.gz)?$", "", name, flags=re.I)
     stem = re.sub(r"\.(cif|pdb|ent)$", "", stem, flags=re.I)
-    return Protein(upload_key(data), f"{stem} (uploaded, {len(result)} {atoms})",
+    return Protein(key or upload_key(data), f"{stem} (uploaded, {len(result)} {atoms})",
                    np.asarray(result.coords, dtype=np.float32), np.asarray(result.residue_codes()), "upload")
 
 

@@ -19,6 +19,7 @@ from dash import dcc, html
 from apps.trajectory_explorer import figures
 from apps.trajectory_explorer.data import ExplorerData
 from apps.trajectory_explorer.inputs import ExplorerError, check_steps, parse_axis
+from apps.trajectory_explorer.uploads import Protein
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,15 @@ def _internal(error: BaseException, what: str) -> str:
 @dataclass
 class Views:
     """The figures of one choice of runs, protein, axis, steps and angle, and a status
-    line (``error`` True when it reports a problem). A figure not asked for is None."""
+    line (``error`` True when it reports a problem). A figure not asked for is None;
+    ``protein`` is the one shown (None on error)."""
 
     traj2d: Any
     traj3d: Any
     cloud: Any
     status: str
     error: bool = False
+    protein: Protein | None = None
 
 
 def render_views(data: ExplorerData, run_keys, protein_key, axis_choice, axis_text, steps, index, *,
@@ -82,8 +85,8 @@ def _render_views(data, run_keys, protein_key, axis_choice, axis_text, steps, in
         raise ExplorerError("choose a protein (type to search the store) or upload a structure file")
     axis = parse_axis(axis_choice, axis_text)
     steps = check_steps(steps)
-    protein = data.protein(protein_key, session)
-    panels = [(data.run(k).label, data.trajectory(k, protein.key, axis, steps, session)) for k in run_keys]
+    protein = data.protein(protein_key, session)  # resolved once, passed along
+    panels = [(data.run(k).label, data.trajectory(k, protein, axis, steps)) for k in run_keys]
     angles = panels[0][1].angles
     index = int(np.clip(int(index or 0), 0, steps - 1))
     degrees = math.degrees(float(angles[index]))
@@ -96,7 +99,7 @@ def _render_views(data, run_keys, protein_key, axis_choice, axis_text, steps, in
         traj3d = figures.trajectories_figure(panels, index, view="3d", title=title + " (3-D PCA)",
                                              uirevision=revision)
     if only in (None, "cloud"):
-        coords = data.rotated_cloud(protein.key, axis, float(angles[index]), session)
+        coords = data.rotated_cloud(protein, axis, float(angles[index]))
         radius = float(np.linalg.norm(coords, axis=1).max()) * 1.05 + 1.0
         cloud = figures.cloud_figure(
             coords, title=f"{protein.label} at {degrees:.0f}° about {axis.label}", axis_vector=_axis_vector(axis.spec),
@@ -104,7 +107,7 @@ def _render_views(data, run_keys, protein_key, axis_choice, axis_text, steps, in
         )
     status = (f"{protein.label} · {len(protein.coords)} points · axis {axis.label} · angle {degrees:.1f}° "
               f"(step {index} of {steps - 1}) · {len(run_keys)} run(s) · cached trajectories {len(data.cache)}")
-    return Views(traj2d, traj3d, cloud, status, False)
+    return Views(traj2d, traj3d, cloud, status, False, protein)
 
 
 def _axis_vector(spec) -> np.ndarray:
@@ -285,5 +288,5 @@ def export_view(data: ExplorerData, which: str, fmt: str, run_keys, protein_key,
     v = render_views(data, run_keys, protein_key, axis_choice, axis_text, steps, index, session=session, only=which)
     if v.error:
         return None, f"nothing to export: {v.status}", True
-    label = data.protein(protein_key, session).label.split(" (")[0]
+    label = v.protein.label.split(" (")[0]
     return export_figure(getattr(v, which), fmt, f"{label}-{EXPORT_KINDS[which]}")

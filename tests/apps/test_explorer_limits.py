@@ -12,6 +12,7 @@ import pytest
 
 from apps.trajectory_explorer import budget, views
 from protein_care import embedding
+from apps.trajectory_explorer.cache import LRUCache
 from apps.trajectory_explorer.data import ExplorerData, StoreLoadError
 from apps.trajectory_explorer.inputs import parse_axis
 from apps.trajectory_explorer.uploads import Protein, SessionUploads, new_session_id
@@ -113,6 +114,23 @@ def test_uploads_are_bounded_per_session_and_overall():
     uploads.put(b, protein("t"))
     assert len(uploads) == 3 and [p.label for p in uploads.of(a)] == ["q"] and uploads.get(b, "upload:q") is None
     assert [p.label for p in uploads.of(b)] == ["s", "t"]
+
+
+def test_session_uploads_are_an_lru_cache_bounded_per_session_first():
+    """A session over its bound drops its own least recently used upload, not another
+    session's older one; the total is bounded after that."""
+    uploads = SessionUploads(per_session=2, total=3)
+    assert isinstance(uploads, LRUCache) and uploads.maxsize == 3
+    a, b = new_session_id(), new_session_id()
+    protein = lambda k: Protein(f"upload:{k}", k, np.zeros((1, 3), np.float32), np.zeros(1, int), "upload")  # noqa: E731
+    uploads.put(b, protein("s"))
+    for k in "qru":
+        uploads.put(a, protein(k))
+    assert [p.label for p in uploads.of(b)] == ["s"] and [p.label for p in uploads.of(a)] == ["r", "u"]
+    uploads.put(a, protein("r"))  # again: moved to the most recent, not kept twice
+    assert len(uploads) == 3 and [p.label for p in uploads.of(a)] == ["u", "r"]
+    uploads.put(b, protein("t"))  # over the total: the least recent of all (s) goes
+    assert [p.label for p in uploads.of(b)] == ["t"] and len(uploads) == 3
 
 
 # --------------------------------------------------------------------------- stores

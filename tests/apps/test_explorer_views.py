@@ -8,6 +8,7 @@ import gzip
 import math
 import os
 import tempfile
+from collections import Counter
 
 import numpy as np
 import plotly.graph_objects as go
@@ -188,6 +189,27 @@ def test_bad_choices_are_messages_not_exceptions(data, args, message):
     assert message in v.traj2d.layout.annotations[0].text
 
 
+def _count_calls(monkeypatch, owner, name: str, counts: Counter) -> None:
+    real = getattr(owner, name)
+
+    def spy(*args, **kwargs):
+        counts[name] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+
+
+def test_the_protein_is_resolved_once_per_render_and_export(data, monkeypatch):
+    counts = Counter()
+    _count_calls(monkeypatch, data, "protein", counts)
+    v = views.render_views(data, ["0", "1"], data.ids[4], "x", "", 8, 1)
+    assert not v.error and counts["protein"] == 1  # not again per run, for the cloud and the export name
+    assert v.protein.key == data.ids[4]
+    counts.clear()
+    _, message, error = views.export_view(data, "traj2d", "html", ["0", "1"], data.ids[4], "x", "", 8, 1)
+    assert not error and counts["protein"] == 1, message
+
+
 def test_an_unexpected_error_is_a_short_message(data, monkeypatch):
     def boom(*_a, **_k):
         raise RuntimeError("encoder exploded")
@@ -224,6 +246,22 @@ def test_a_real_upload_is_parsed_with_the_pipeline_policy_and_selected(data, tin
     assert not v.error and len(v.traj2d.data) == 4
     same = views.handle_upload(data, _data_url(path.read_bytes()), "renamed.cif.gz", SESSION)
     assert same.protein_key == result.protein_key  # content-addressed: parsed once
+
+
+def test_an_upload_is_checked_and_hashed_once(data, tiny_runs, monkeypatch):
+    """One name check, one session check and one hash per upload, through either entry."""
+    from apps.trajectory_explorer import data as data_module, uploads
+
+    counts = Counter()
+    for module in (data_module, uploads):
+        for name in ("upload_name", "valid_session", "upload_key"):
+            _count_calls(monkeypatch, module, name, counts)
+    raw, session = (tiny_runs.pdb / "pdbtbx" / "1ubq.cif.gz").read_bytes(), new_session_id()
+    once = Counter(upload_name=1, valid_session=1, upload_key=1)
+    first = data.add_upload_contents("1ubq.cif.gz", _data_url(raw), session)  # parsed
+    assert counts == once
+    counts.clear()
+    assert data.add_upload("again.cif.gz", raw, session) is first and counts == once  # known: not parsed again
 
 
 def test_a_plain_pdb_upload_works(data, tiny_runs):
