@@ -52,7 +52,7 @@ from data_pipeline.fetch_http import (
 )
 from data_pipeline.fetch_manifest import MANIFEST_NAME, USABLE_STATUSES, ManifestWriter
 from data_pipeline.fetch_report import STATUSES, FetchReport, FetchResult
-from data_pipeline.fetch_verify import VerificationError, verify_entry_id, verify_structure_bytes
+from data_pipeline.fetch_verify import VerificationError, verify_structure_bytes
 from data_pipeline.rcsb_ids import FORMATS, mirror_candidates, remote_file_name, split_valid_ids
 from data_pipeline.atomic_files import write_bytes_atomic
 
@@ -131,15 +131,13 @@ def _from_http(job: _Job, pdb_id: str, dest: Path) -> FetchResult:
     assert job.session is not None
     url = f"{job.base_url.rstrip('/')}/{dest.name}"
     try:
-        data = download_verified(job.session, url, fmt=job.fmt, timeout=job.timeout, policy=job.policy)
+        data = download_verified(
+            job.session, url, fmt=job.fmt, timeout=job.timeout, policy=job.policy, pdb_id=pdb_id
+        )
     except DownloadError as exc:
         if exc.status != "missing":
             return FetchResult(pdb_id, exc.status, exc.reason, source=url)
         return _classify_missing(job, pdb_id, exc.reason, url)
-    try:  # download_verified checked the body, not which entry it is
-        verify_entry_id(data, job.fmt, pdb_id)
-    except VerificationError as exc:
-        return FetchResult(pdb_id, "invalid", f"served body: {exc}", source=url)
     return _store(job, pdb_id, dest, data, url)
 
 

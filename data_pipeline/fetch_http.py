@@ -29,7 +29,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError
 from urllib3.util import Retry
 
-from data_pipeline.fetch_verify import VerificationError, verify_structure_bytes
+from data_pipeline.fetch_verify import EntryMismatch, VerificationError, verify_structure_bytes
 
 __all__ = [
     "RCSB_FILES_URL",
@@ -146,8 +146,10 @@ def download_verified(
     fmt: str,
     timeout: float,
     policy: RetryPolicy,
+    pdb_id: str | None = None,
 ) -> bytes:
-    """GET ``url`` and return its body once it verifies as a gzipped structure.
+    """GET ``url`` and return its body once it verifies as a gzipped structure (of entry
+    ``pdb_id`` when given).
 
     Args:
         session: from :func:`make_session` (its adapter retries connection faults and
@@ -157,6 +159,8 @@ def download_verified(
         timeout: seconds allowed to connect and for each read from the socket.
         policy: the same retry settings the session was built with; used for faults
             after the headers (see the module docstring).
+        pdb_id: the entry the body must be; another entry's file is ``invalid`` at
+            once (not retried: the server would send it again).
 
     Returns:
         The compressed bytes exactly as served.
@@ -182,8 +186,10 @@ def download_verified(
                 raise DownloadError("failed", f"HTTP {code} {resp.reason}{note}", code)
             try:
                 body = b"".join(resp.raw.stream(_CHUNK, decode_content=False))
-                verify_structure_bytes(body, fmt)
+                verify_structure_bytes(body, fmt, pdb_id)
                 return body
+            except EntryMismatch as exc:
+                raise DownloadError("invalid", f"served body: {exc}", http_status=200) from None
             except VerificationError as exc:
                 final, reason = "invalid", f"invalid body: {exc}"
             except (requests.RequestException, HTTPError, OSError) as exc:

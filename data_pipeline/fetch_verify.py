@@ -30,7 +30,6 @@ independent of :mod:`data_pipeline.structure`.
 from __future__ import annotations
 
 import re
-import zlib
 from pathlib import Path
 
 import gemmi
@@ -41,8 +40,8 @@ from data_pipeline.sniff import SourceError, gunzip
 
 __all__ = [
     "MAX_DECOMPRESSED_BYTES",
+    "EntryMismatch",
     "VerificationError",
-    "verify_entry_id",
     "verify_structure_bytes",
     "verify_structure_file",
 ]
@@ -50,7 +49,7 @@ __all__ = [
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Cap on the decompressed size; the largest wwPDB mmCIF files are a few hundred MB.
 MAX_DECOMPRESSED_BYTES = 1 << 30
-_HEAD_BYTES = 1 << 16  # the entry ID is in the first lines of a wwPDB file
+_HEAD_BYTES = 1 << 16  # the entry ID is in the first lines of a wwPDB file: look no further
 _CIF_BLOCK = re.compile(rb"(?im)^[ \t]*data_(\S*)")
 _CIF_ENTRY_ID = re.compile(rb"(?m)^[ \t]*_entry\.id[ \t]+(\S+)")
 _PDB_HEADER = re.compile(rb"(?m)^HEADER[^\r\n]*")
@@ -58,6 +57,11 @@ _PDB_HEADER = re.compile(rb"(?m)^HEADER[^\r\n]*")
 
 class VerificationError(Exception):
     """A file or downloaded body is not a complete, parseable structure."""
+
+
+class EntryMismatch(VerificationError):
+    """A complete structure file, but not of the requested entry (or without an entry ID
+    to tell): a server that sends it will send it again, so it is not retried."""
 
 
 def _count_atoms(structure: gemmi.Structure) -> int:
@@ -112,29 +116,14 @@ def _check_entry_id(head: bytes, fmt: str, pdb_id: str) -> None:
     where = "data_ block name / _entry.id" if fmt == "cif" else "HEADER ID code"
     found = _entry_ids(head, fmt)
     if not found:
-        raise VerificationError(f"no {where} in the file: cannot tell whether it is entry {want}")
+        raise EntryMismatch(f"no {where} in the file: cannot tell whether it is entry {want}")
     for got in found:
         try:
             same = normalize_pdb_id(got) == want
         except ValueError:
             same = False
         if not same:
-            raise VerificationError(f"file is entry {got!r} ({where}), not the requested {want}")
-
-
-def verify_entry_id(data: bytes, fmt: str, pdb_id: str) -> None:
-    """Check that gzipped ``data`` is entry ``pdb_id`` (reads only the head of the text).
-
-    For bodies already verified by :func:`verify_structure_bytes` without ``pdb_id``.
-
-    Raises:
-        VerificationError: another entry, or no ID in the file.
-    """
-    try:  # the first lines only: no full decompression, no checks of the whole stream
-        head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, _HEAD_BYTES)
-    except zlib.error as exc:
-        raise VerificationError(f"corrupt gzip data ({exc})") from None
-    _check_entry_id(head, fmt, pdb_id)
+            raise EntryMismatch(f"file is entry {got!r} ({where}), not the requested {want}")
 
 
 def verify_structure_bytes(
@@ -153,7 +142,8 @@ def verify_structure_bytes(
 
     Raises:
         VerificationError: with a short reason (empty, not gzip, truncated, bad CRC,
-            too large, does not parse, no atoms, incomplete, another entry).
+            too large, does not parse, no atoms, incomplete); :class:`EntryMismatch`
+            (a subclass) for a whole file of another entry, or one without an ID.
     """
     if fmt not in ("cif", "pdb"):
         raise ValueError(f"format must be 'cif' or 'pdb', got {fmt!r}")

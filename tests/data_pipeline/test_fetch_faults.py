@@ -182,6 +182,7 @@ def test_another_entrys_file_is_invalid_and_not_stored(server, tmp_path: Path) -
     server.add_file("1OK3.pdb.gz", server.files["1AKI.pdb.gz"])
     report = run(server, ["1ok2"], tmp_path)
     pdb = run(server, ["1ok3"], tmp_path, format="pdb")
+    assert server.count("1OK2.cif.gz", "GET") == 1 and server.count("1OK3.pdb.gz", "GET") == 1  # not retried
     for result, got, want in ((report.results[0], "1A7G", "1OK2"), (pdb.results[0], "1AKI", "1OK3")):
         assert result.status == "invalid"
         assert f"file is entry '{got}'" in result.reason and f"not the requested {want}" in result.reason

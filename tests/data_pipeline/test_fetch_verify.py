@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.fetch_verify import (
+    EntryMismatch,
     VerificationError,
-    verify_entry_id,
     verify_structure_bytes,
     verify_structure_file,
 )
@@ -97,12 +97,9 @@ def test_the_file_must_be_the_requested_entry(name: str) -> None:
     data, fmt, entry = lb.real_file_bytes(name), name.split(".")[1], name.split(".")[0]
     for same in (entry, entry.lower(), f"pdb_0000{entry.lower()}"):
         assert verify_structure_bytes(data, fmt, same) > 100
-        verify_entry_id(data, fmt, same)
     other = "1BNA" if entry != "1BNA" else "1AKI"
-    with pytest.raises(VerificationError, match=f"entry '{entry}'.*not the requested {other}"):
+    with pytest.raises(EntryMismatch, match=f"entry '{entry}'.*not the requested {other}"):
         verify_structure_bytes(data, fmt, other)
-    with pytest.raises(VerificationError, match=f"entry '{entry}'.*not the requested {other}"):
-        verify_entry_id(data, fmt, other)
 
 
 def test_a_file_without_an_id_is_not_accepted_as_an_entry() -> None:
