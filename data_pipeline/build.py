@@ -50,11 +50,14 @@ from data_pipeline.splits import (
     SPLIT_RULE_VERSION,
     check_fractions,
     component_splits,
+    component_summary,
     entry_link,
     group_key,
     residue_sequence,
+    HOMOLOGY_MIN_RESIDUES,
     sequence_key,
 )
+from data_pipeline.homology import homology_keys
 from data_pipeline.store_writer import CloudRecord, StoreWriter, remove_stale_temporaries
 from data_pipeline.atomic_files import write_text_atomic
 from data_pipeline.structure import POLICY_VERSION, ParseFailure, PointCloud
@@ -72,29 +75,46 @@ def _parse_chunk(paths: list[str], options: dict[str, Any]) -> list[tuple[str, A
         if isinstance(result, ParseFailure):
             out.append((path, result.reason))
         else:
-            out.append((path, _cut(result, options["per_chain"])))
+            out.append((path, _cut(result, options["per_chain"], options["chain_sequences"])))
     return out
 
 
-def _cut(cloud: PointCloud, per_chain: bool) -> list[tuple[str | None, np.ndarray, np.ndarray, dict]]:
+def _cut(
+    cloud: PointCloud, per_chain: bool, chain_sequences: bool
+) -> list[tuple[str | None, np.ndarray, np.ndarray, dict]]:
+    """The clouds of one file, each with its entry fields; ``chain_sequences`` adds the
+    residue sequence of each of its chains (for homology links, not stored)."""
     codes = cloud.residue_codes()
     info = {k: cloud.meta.get(k) for k in ("method", "resolution", "n_models")}
     info["entry_id"] = cloud.id
-    if not per_chain:
-        return [(None, cloud.coords, codes, {**info, "sequence_sha256": _sequence_key(cloud, None)})]
-    return [
-        (chain, cloud.coords[m], codes[m], {**info, "sequence_sha256": _sequence_key(cloud, m)})
-        for chain in cloud.chains()
-        for m in [cloud.chain_id == chain]
-    ]
+    masks = {chain: cloud.chain_id == chain for chain in cloud.chains()}
+    pieces = [(None, None, list(masks))] if not per_chain else [(c, m, [c]) for c, m in masks.items()]
+    out = []
+    for chain, mask, chains in pieces:
+        fields = {**info, "sequence_sha256": sequence_key(_residue_sequence(cloud, mask))}
+        if chain_sequences:
+            fields["chain_sequences"] = [_residue_sequence(cloud, masks[c]) for c in chains]
+        out.append((chain, cloud.coords if mask is None else cloud.coords[mask],
+                    codes if mask is None else codes[mask], fields))  # fmt: skip
+    return out
 
 
-def _sequence_key(cloud: PointCloud, mask: np.ndarray | None) -> str | None:
-    """The split rule's sequence key of the cloud (or of its points ``mask``)."""
+def _residue_sequence(cloud: PointCloud, mask: np.ndarray | None) -> str:
+    """The residue sequence of the cloud's points (all, or ``mask``): splits.residue_sequence."""
     arrays = (cloud.chain_id, cloud.res_seq, cloud.icode, cloud.res_name)
     if mask is not None:
         arrays = tuple(a[mask] for a in arrays)
-    return sequence_key(residue_sequence(*arrays))
+    return residue_sequence(*arrays)
+
+
+def _homology_clusters(
+    chain_sequences: list[list[str]], min_identity: float, progress: bool
+) -> list[list[str]]:
+    """Per cloud, the homology cluster keys of its chains (split rule d)."""
+    distinct = sorted({seq for seqs in chain_sequences for seq in seqs})
+    keys = dict(zip(distinct, homology_keys(
+        distinct, min_identity, min_residues=HOMOLOGY_MIN_RESIDUES, progress=progress)))  # fmt: skip
+    return [sorted({keys[s] for s in seqs if keys[s] is not None}) for seqs in chain_sequences]
 
 
 def _results(
@@ -122,10 +142,14 @@ def store_config(
     per_chain: bool,
     split_fractions: Sequence[float],
     table: str | None = None,
+    split_identity: float | None = None,
 ) -> dict[str, Any]:
-    """The configuration that identifies a store (all of it enters the hash)."""
+    """The configuration that identifies a store (all of it enters the hash; a
+    ``split_identity`` only when set, so stores built without it keep their hash)."""
     table = sources_table(paths) if table is None else table
+    homology = {} if split_identity is None else {"split_identity": split_identity}
     return {
+        **homology,
         "selection": selection,
         "backend": backend,
         "backend_version": backend_version(backend),
@@ -155,6 +179,7 @@ def build_store(
     workers: int | None = None,
     per_chain: bool = False,
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    split_identity: float | None = None,
     overwrite: bool = False,
     progress: bool = True,
     missing_ok: bool = False,
@@ -171,6 +196,9 @@ def build_store(
         workers: parser processes (default: CPU count); 1 parses in this process.
         per_chain: one cloud per protein chain instead of one per file.
         split_fractions: (train, val, test), summing to 1.
+        split_identity: also keep clouds whose protein chains are at least this
+            identical (a fraction in (0, 1], e.g. 0.3) in one split (rule d of
+            :mod:`data_pipeline.splits`); None: exact duplicates only.
         overwrite: replace a store built with another configuration.
         progress: show a tqdm bar on stderr.
         missing_ok: list a source that does not exist in ``failures.tsv`` (as
@@ -193,6 +221,8 @@ def build_store(
         raise ValueError(f"min_points must be >= 1, got {min_points}")
     if max_points is not None and max_points < min_points:
         raise ValueError(f"max_points must be >= min_points ({min_points}), got {max_points}")
+    if split_identity is not None and not (isinstance(split_identity, (int, float)) and 0 < split_identity <= 1):
+        raise ValueError(f"split_identity must be a fraction in (0, 1] or None, got {split_identity!r}")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -202,7 +232,7 @@ def build_store(
     table = sources_table(paths, missing)
     config = store_config(
         paths, selection=selection, backend=backend, min_points=min_points, max_points=max_points,
-        per_chain=per_chain, split_fractions=fractions, table=table,
+        per_chain=per_chain, split_fractions=fractions, table=table, split_identity=split_identity,
     )  # fmt: skip
     digest = config_hash(config)
     existing = check_target(out, config, digest, table, overwrite, progress)
@@ -210,13 +240,15 @@ def build_store(
         return report_existing(existing, digest, time.perf_counter() - t0)
     remove_stale_temporaries(out)
 
-    options = {"selection": selection, "backend": backend, "per_chain": per_chain}
+    options = {"selection": selection, "backend": backend, "per_chain": per_chain,
+               "chain_sequences": split_identity is not None}  # fmt: skip
     failures: list[tuple[str, str]] = [(str(p), MISSING) for p in sorted(missing)]
     files_seen = len(paths) + len(missing)
     seen_ids: Counter[str] = Counter()
     groups: list[str] = []  # per written cloud: what its split is decided by (splits.py)
     sequences: list[str | None] = []
     entry_links: list[str | None] = []
+    chain_sequences: list[list[str]] = []  # with split_identity only
     with StoreWriter(out, overwrite=True) as writer:
         writer.split_fractions = fractions
         for path, reason in failures:
@@ -245,12 +277,14 @@ def build_store(
                 groups.append(group)
                 sequences.append(info.get("sequence_sha256"))
                 entry_links.append(entry_link(info["entry_id"]))
+                chain_sequences.append(info.pop("chain_sequences", []))
                 entry = {"source": path, "chain": chain, "group": group, **info}
                 writer.add(CloudRecord(cloud_id, coords, codes, entry))  # split: set below
         bar.close()
         if not writer.ids:  # nothing to keep: never replace a store with an empty one
             raise _empty_build(out, files_seen, failures, digest, time.perf_counter() - t0)
-        splits, keys = component_splits(groups, sequences, entry_links, fractions)
+        clusters = None if split_identity is None else _homology_clusters(chain_sequences, split_identity, progress)
+        splits, keys = component_splits(groups, sequences, entry_links, fractions, clusters)
         writer.set_splits(splits, [{"split_key": k} for k in keys])
         writer.write_text("sources.tsv", table)
         meta = writer.commit(
@@ -261,13 +295,14 @@ def build_store(
                 "versions": _versions(),
                 "build_seconds": round(time.perf_counter() - t0, 3),
                 "files_seen": files_seen,
+                "split_components": component_summary(keys),
             }
         )
     failures_beside(out).unlink(missing_ok=True)  # the list of an earlier empty build is stale
     counts = meta["counts"]
     return BuildReport(
         out, "built", files_seen, counts["clouds"], counts["points"], counts["splits"],
-        failures, time.perf_counter() - t0, digest,
+        failures, time.perf_counter() - t0, digest, meta["split_components"],
     )  # fmt: skip
 
 

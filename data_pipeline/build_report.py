@@ -25,6 +25,7 @@ class BuildReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     config_hash: str = ""
+    components: dict | None = None  # splits.component_summary; None: not recorded
 
     def failures_by_reason(self) -> dict[str, int]:
         """Failure counts by reason category (text before the first ':', digits masked)."""
@@ -38,6 +39,7 @@ class BuildReport:
             ("clouds written", f"{self.clouds_written:,}"),
             ("points", f"{self.n_points:,}"),
             ("splits", ", ".join(f"{k} {v:,}" for k, v in self.split_counts.items())),
+            *([("split components", self._components())] if self.components else []),
             ("left out", f"{len(self.failures):,} (failures.tsv)"),
             ("time", f"{self.seconds:.1f} s"),
             ("config sha256", self.config_hash[:16]),
@@ -49,6 +51,12 @@ class BuildReport:
             lines.append("left out by reason:")
             lines += [f"{n:>8,}  {reason}" for reason, n in by_reason.items()]
         return "\n".join(lines)
+
+
+    def _components(self) -> str:
+        c = self.components or {}
+        share = c.get("largest", 0) / max(1, self.clouds_written)
+        return f"{c.get('count', 0):,}, largest {c.get('largest', 0):,} clouds ({share:.0%}, {c.get('largest_key')})"
 
 
 def _reason_category(reason: str) -> str:
@@ -82,5 +90,5 @@ def report_existing(store: PointCloudStore, digest: str, seconds: float) -> Buil
         store.path, "up-to-date", int(store.meta.get("files_seen", 0)), len(store),
         int(counts.get("points", len(store.coords))),
         {k: int(v) for k, v in counts.get("splits", {}).items()} or {k: 0 for k in SPLIT_NAMES},
-        failures, seconds, digest,
+        failures, seconds, digest, store.meta.get("split_components"),
     )  # fmt: skip

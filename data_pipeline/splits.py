@@ -24,7 +24,16 @@ b. the same **exact residue sequence** (:func:`residue_sequence`, hashed by
 
 c. the **entry ID read from the file**, when it is a real PDB ID (:func:`entry_link`):
    it joins the group key of that ID, so two files of one entry (or a complex's partner
-   file and that entry's own file) share a split even when their names differ.
+   file and that entry's own file) share a split even when their names differ;
+
+d. optionally (a build's ``split_identity``), a **homology cluster** of their protein
+   chains: chains whose sequences are at least ``split_identity`` identical
+   (:mod:`data_pipeline.homology`: best local alignment, identical residues over the
+   shorter chain) are clustered by single linkage, and a cloud links to the cluster of
+   each of its chains. Chains with fewer than :data:`HOMOLOGY_MIN_RESIDUES` known
+   residues take no part: a local alignment of a short peptide reaches 30% of its
+   length by chance against a large share of all proteins, which would merge most of a
+   corpus into one component.
 
 Links are transitive: the split of a cloud is the split of its connected component,
 :func:`assign_split` of the smallest group key in it (:func:`component_splits`), so
@@ -37,8 +46,11 @@ cloud links its component to another one (a shared sequence or entry) whose smal
 key is smaller and hashes to another split; then the whole merged component moves
 together. A component that merges with nothing keeps the split of its own key.
 
-Not covered: near-identical sequences (point mutants, homologues, different
-construct boundaries) do not link; the rule removes exact duplicates only.
+Not covered: without rule d, near-identical sequences (point mutants, homologues,
+different construct boundaries) do not link; rules a-c remove exact duplicates only.
+Rule d's prefilter is heuristic (it finds about 97% of the chain pairs at 30% identity
+and all at 50%, measured by ``benchmarks/bench_homology.py``), and single linkage
+lets a multi-domain chain join the clusters of its domains.
 :data:`SPLIT_RULE_VERSION` enters the store configuration, so that a store built with
 another rule is never taken as up to date (a build refuses it, naming ``split_rule``,
 or replaces it with ``overwrite``). A built store records, per cloud in
@@ -51,6 +63,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -63,6 +76,10 @@ SPLIT_NAMES = ("train", "val", "test")
 SPLIT_RULE_VERSION = 2
 #: Fewest known (non-``X``) residues for a sequence to link clouds.
 MIN_LINK_RESIDUES = 10
+#: Fewest known residues for a chain to join a homology cluster (rule d): with 10, 98%
+#: of the chains of shared/pdb fall into one cluster at 30% identity; with 30, the
+#: largest cluster holds 10% (``benchmarks/bench_homology.py``).
+HOMOLOGY_MIN_RESIDUES = 30
 _COMPLEX_PREFIX = re.compile(r"^([0-9][A-Za-z0-9]{3})[_\-]")
 _PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
 _REAL_PDB_ID = re.compile(r"^[1-9][A-Za-z0-9]{3}$")  # PDB IDs never start with 0
@@ -133,19 +150,25 @@ def component_keys(
     groups: Sequence[str],
     sequences: Sequence[str | None] | None = None,
     entries: Sequence[str | None] | None = None,
+    clusters: Sequence[Sequence[str]] | None = None,
 ) -> list[str]:
     """The key that decides each cloud's split: the smallest group key of its component.
 
     Cloud ``i`` has group key ``groups[i]``, sequence key ``sequences[i]`` (from
-    :func:`sequence_key`; None links nothing) and linked entry ID ``entries[i]`` (from
-    :func:`entry_link`; None links nothing). Clouds sharing a group key, a sequence key,
-    or whose entry ID equals another's entry ID or group key, are in one component.
+    :func:`sequence_key`; None links nothing), linked entry ID ``entries[i]`` (from
+    :func:`entry_link`; None links nothing) and the homology cluster keys of its chains
+    ``clusters[i]`` (rule d; empty links nothing). Clouds sharing a group key, a
+    sequence key or a cluster key, or whose entry ID equals another's entry ID or group
+    key, are in one component.
     """
     n = len(groups)
     sequences = [None] * n if sequences is None else list(sequences)
     entries = [None] * n if entries is None else list(entries)
-    if len(sequences) != n or len(entries) != n:
-        raise ValueError(f"{n} groups but {len(sequences)} sequences and {len(entries)} entries")
+    clusters = [()] * n if clusters is None else list(clusters)
+    if not len(sequences) == len(entries) == len(clusters) == n:
+        raise ValueError(
+            f"{n} groups but {len(sequences)} sequences, {len(entries)} entries and {len(clusters)} clusters"
+        )
     parent: dict[tuple[str, str], tuple[str, str]] = {}
 
     def find(x: tuple[str, str]) -> tuple[str, str]:
@@ -162,13 +185,15 @@ def component_keys(
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
-    for group, seq, entry in zip(groups, sequences, entries):
+    for group, seq, entry, chain_clusters in zip(groups, sequences, entries, clusters):
         node = ("g", group)  # entry IDs share the namespace of group keys (rule c)
         find(node)
         if seq is not None:
             union(node, ("s", seq))
         if entry is not None:
             union(node, ("g", entry))
+        for cluster in chain_clusters:
+            union(node, ("h", cluster))
     smallest: dict[tuple[str, str], str] = {}
     for group in groups:
         root = find(("g", group))
@@ -182,12 +207,22 @@ def component_splits(
     sequences: Sequence[str | None] | None = None,
     entries: Sequence[str | None] | None = None,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    clusters: Sequence[Sequence[str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(split, component key) of every cloud: :func:`assign_split` of
     :func:`component_keys` (see the module rule)."""
-    keys = component_keys(groups, sequences, entries)
+    keys = component_keys(groups, sequences, entries, clusters)
     split_of = {k: assign_split(k, fractions) for k in set(keys)}
     return [split_of[k] for k in keys], keys
+
+
+def component_summary(keys: Sequence[str]) -> dict[str, int | str]:
+    """``{"count", "largest", "largest_key"}`` of the components named by ``keys`` (one
+    per cloud, from :func:`component_keys`): a component much larger than a split's
+    share keeps that split's size far from its fraction."""
+    sizes = Counter(keys)
+    key, largest = min(sizes.items(), key=lambda kv: (-kv[1], kv[0]), default=("", 0))  # ties: smallest key
+    return {"count": len(sizes), "largest": largest, "largest_key": key}
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

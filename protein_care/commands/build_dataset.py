@@ -31,6 +31,11 @@ examples:
   {PROG} --source /data/pdb --out stores/ca
   {PROG} --manifest cache/pdb/manifest.jsonl --out stores/ca --per-chain --min-points 30
   {PROG} --source a/ --source b/1abc.cif.gz --out stores/heavy --selection heavy --overwrite
+  {PROG} --source /data/pdb --out stores/ca-h30 --split-identity 0.3
+
+Splits keep together clouds of one entry or complex and clouds with the same residue
+sequence; --split-identity also keeps together clouds whose protein chains are that
+identical (homologues; see data_pipeline.splits, rule d).
 
 A folder is searched recursively for .cif/.mmcif/.pdb/.ent files (optionally .gz); each
 file is then recognised by content. Files that give no cloud are listed, with the
@@ -68,6 +73,16 @@ def _fractions(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"expected TRAIN,VAL,TEST summing to 1, got {text!r} ({exc})") from None
 
 
+def _identity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], e.g. 0.3, got {text!r}")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``build-dataset`` on the CLI's subparsers and return its parser."""
     p = subparsers.add_parser(
@@ -93,6 +108,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     what.add_argument("--per-chain", action="store_true", help="one cloud per protein chain, not per file")
     what.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
                       help="split fractions (default: 0.8,0.1,0.1)")
+    what.add_argument("--split-identity", type=_identity, default=None, metavar="FRACTION",
+                      help="also keep clouds whose protein chains share at least this sequence "
+                      "identity (e.g. 0.3) in one split; default: exact duplicates only")
     how = p.add_argument_group("how")
     how.add_argument("--backend", choices=BACKENDS, default="gemmi", help="parser (default: gemmi)")
     how.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
@@ -138,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         report = build_store(
             paths, args.out, selection=args.selection, min_points=args.min_points,
             max_points=args.max_points, backend=args.backend, workers=args.workers,
-            per_chain=args.per_chain, split_fractions=args.split, overwrite=args.overwrite,
+            per_chain=args.per_chain, split_fractions=args.split, split_identity=args.split_identity,
+            overwrite=args.overwrite,
             progress=progress, missing_ok=True,
         )  # fmt: skip
     except EmptyBuild as exc:

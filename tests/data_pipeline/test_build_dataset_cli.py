@@ -19,7 +19,8 @@ def test_build_dataset_from_sources_then_no_op(pdb_dir, tmp_path, capsys):
         args += ["--source", str(pdb_dir / f)]
     assert main(args) == 0
     text = capsys.readouterr().out
-    for words in ("files seen", "clouds written", "points", "splits", "left out", "time", "no protein residues"):
+    for words in ("files seen", "clouds written", "points", "splits", "split components", "left out", "time",
+                  "no protein residues"):
         assert words in text
     store = PointCloudStore(out)
     assert len(store) == 3 and store.meta["config"]["selection"] == "ca"
@@ -32,6 +33,8 @@ def test_build_dataset_from_sources_then_no_op(pdb_dir, tmp_path, capsys):
     assert main([*args, "--selection", "heavy", "--overwrite", "--per-chain", "--split", "0.5,0.25,0.25"]) == 0
     meta = PointCloudStore(out).meta["config"]
     assert (meta["selection"], meta["per_chain"], meta["split_fractions"]) == ("heavy", True, [0.5, 0.25, 0.25])
+    assert main([*args, "--split-identity", "0.3", "--overwrite"]) == 0
+    assert PointCloudStore(out).meta["config"]["split_identity"] == 0.3
 
 
 def test_build_dataset_from_a_folder_and_a_manifest(pdb_dir, tmp_path, capsys):
@@ -61,6 +64,9 @@ def test_build_dataset_from_a_folder_and_a_manifest(pdb_dir, tmp_path, capsys):
         (["--min-points", "0"], "--min-points"),
         (["--selection", "cb"], "--selection"),
         (["--workers", "two"], "--workers"),
+        (["--split-identity", "30"], "--split-identity"),
+        (["--split-identity", "0"], "--split-identity"),
+        (["--split-identity", "nan"], "--split-identity"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_argument(pdb_dir, tmp_path, capsys, extra, argument):

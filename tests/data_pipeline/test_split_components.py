@@ -149,3 +149,60 @@ def test_a_store_of_the_old_split_rule_is_not_up_to_date(pdb_dir, tmp_path, monk
         build_store(sources, tmp_path / "s", workers=1, progress=False)
     again = build_store(sources, tmp_path / "s", workers=1, progress=False, overwrite=True)
     assert again.status == "built"
+
+
+# -- rule d: homology clusters of chains ---------------------------------------------
+
+
+def test_clouds_sharing_a_chain_cluster_share_a_component():
+    groups = ["1CCC", "1DDD", "1EEE", "1FFF"]
+    clusters = [["h1"], ["h2", "h1"], ["h2"], []]  # 1DDD's chains bridge two clusters
+    assert component_keys(groups, clusters=clusters) == ["1CCC", "1CCC", "1CCC", "1FFF"]
+    assert component_keys(groups, clusters=[[]] * 4) == groups  # no clusters: unchanged
+    with pytest.raises(ValueError, match="3 clusters"):
+        component_keys(groups, clusters=[[]] * 3)
+
+
+HOMOLOGUES = ("plip/1hii.pdb.gz", "plip/1hvi.pdb.gz")  # HIV-2 and HIV-1 protease: 48% identical
+
+
+def test_a_build_with_split_identity_keeps_homologues_together(pdb_dir, tmp_path):
+    from data_pipeline.homology import identity
+
+    sources = [pdb_dir / name for name in HOMOLOGUES] + [pdb_dir / "biopython/1A8O.cif.gz"]
+    assert assign_split("1HII") != assign_split("1HVI")  # apart without rule d
+    plain = build_store(sources, tmp_path / "plain", workers=1, progress=False)
+    entries = {e["id"]: e for e in PointCloudStore(plain.out).entries}
+    assert entries["1HII"]["split_key"] == "1HII" and entries["1HVI"]["split_key"] == "1HVI"
+    assert entries["1HII"]["sequence_sha256"] != entries["1HVI"]["sequence_sha256"]
+
+    report = build_store(sources, tmp_path / "h40", split_identity=0.4, workers=1, progress=False)
+    store = PointCloudStore(report.out, verify=True)
+    entries = {e["id"]: e for e in store.entries}
+    assert entries["1HII"]["split_key"] == entries["1HVI"]["split_key"] == "1HII"
+    assert entries["1HII"]["split"] == entries["1HVI"]["split"] == assign_split("1HII")
+    assert entries["1A8O"]["split_key"] == "1A8O"  # unrelated: still alone
+    assert report.components == {"count": 2, "largest": 2, "largest_key": "1HII"}
+    assert plain.components == {"count": 3, "largest": 1, "largest_key": "1A8O"}
+    assert "split components  2, largest 2 clouds (67%, 1HII)" in report.summary()
+    assert store.meta["config"]["split_identity"] == 0.4 and "split_identity" not in PointCloudStore(plain.out).meta["config"]
+    assert not any("chain_sequences" in e for e in store.entries)  # used for the split, not stored
+    # 0.5 is above their identity: apart again.
+    strict = build_store(sources, tmp_path / "h50", split_identity=0.5, workers=1, progress=False)
+    assert {e["id"]: e["split_key"] for e in PointCloudStore(strict.out).entries}["1HVI"] == "1HVI"
+    assert 0.4 <= identity(*(_protein_sequence(pdb_dir / n) for n in HOMOLOGUES)) < 0.5
+
+    again = build_store(sources, report.out, split_identity=0.4, workers=1, progress=False)
+    assert again.status == "up-to-date" and again.components == report.components
+    with pytest.raises(StoreConfigMismatch, match="split_identity"):
+        build_store(sources, report.out, split_identity=0.3, workers=1, progress=False)
+    with pytest.raises(ValueError, match="split_identity"):
+        build_store(sources, tmp_path / "bad", split_identity=1.5, workers=1, progress=False)
+
+
+def _protein_sequence(path) -> str:
+    from data_pipeline.parse import read_structure
+
+    cloud = read_structure(path, selection="ca")
+    m = cloud.chain_id == cloud.chains()[0]
+    return residue_sequence(cloud.chain_id[m], cloud.res_seq[m], cloud.icode[m], cloud.res_name[m])
