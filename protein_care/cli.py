@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "selfcheck",
     "fetch_pdb",
     "build_dataset",
+    "inspect_store",
     "train",
     "evaluate",
     "plot",
