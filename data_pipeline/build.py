@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import sys
 import time
@@ -221,8 +222,10 @@ def build_store(
         raise ValueError(f"min_points must be >= 1, got {min_points}")
     if max_points is not None and max_points < min_points:
         raise ValueError(f"max_points must be >= min_points ({min_points}), got {max_points}")
-    if split_identity is not None and not (isinstance(split_identity, (int, float)) and 0 < split_identity <= 1):
-        raise ValueError(f"split_identity must be a fraction in (0, 1] or None, got {split_identity!r}")
+    if split_identity is not None:
+        if isinstance(split_identity, bool) or not isinstance(split_identity, numbers.Real) or not 0 < split_identity <= 1:
+            raise ValueError(f"split_identity must be a fraction in (0, 1] or None, got {split_identity!r}")
+        split_identity = float(split_identity)  # 1 and 1.0 are one configuration
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")

@@ -81,7 +81,8 @@ def check_target(
     if overwrite:
         return None
     old = existing.get("config") if isinstance(existing.get("config"), dict) else {}
-    differing = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+    differing = {k: (old.get(k), config.get(k)) for k in sorted(config.keys() | old.keys())
+                 if old.get(k) != config.get(k)}  # a key only one side has: None on the other
     if "sources_sha256" in differing:
         old_hash, new_hash = differing["sources_sha256"]
         differing["sources_sha256"] = (str(old_hash)[:12], f"{new_hash[:12]} ({_sources_diff(out, table)})")

@@ -29,10 +29,11 @@ Only these pairs are aligned (:func:`candidate_pairs`):
 * pairs whose shorter sequence has fewer than :data:`EXHAUSTIVE_BELOW` residues, all of
   them (they are cheap, and their chance alignments carry no shared k-mers);
 * other pairs with a *diagonal band* of shared k-mers (FASTA's diagonal, BLAST's
-  two-hit idea): every pair of equal k-mers (``k`` letters, no ``X``) at positions
-  ``p`` in ``a`` and ``q`` in ``b`` is a hit on diagonal ``p - q``; the pair passes when
-  some window of :data:`BAND` consecutive diagonals (windows start every ``BAND // 2``)
-  holds at least ``max(MIN_HITS, HITS_PER_RESIDUE * min(len(a), len(b)))`` hits;
+  two-hit idea): every pair of equal k-mers (``k`` letters, no ``X``, and not repeated
+  more than :data:`MAX_REPEATS` times in its sequence) at positions ``p`` in ``a`` and
+  ``q`` in ``b``, ``a`` before ``b`` in sorted order, is a hit on diagonal ``p - q``;
+  the pair passes when some window of :data:`BAND` consecutive diagonals (windows start
+  at every multiple of ``BAND // 2``) holds at least ``max(MIN_HITS, HITS_PER_RESIDUE * min(len(a), len(b)))`` hits;
 * and, in both cases, the pairs that pass the exact composition bound
   ``I <= sum over letters c != X of min(count_a(c), count_b(c))``.
 
@@ -75,7 +76,13 @@ MAX_K = 8  # 21**k * len(sequences) must fit in int64
 _X = len(ONE_LETTER)
 _CODE = np.full(256, 255, dtype=np.uint8)
 _CODE[np.frombuffer(ALPHABET.encode("ascii"), np.uint8)] = np.arange(len(ALPHABET))
-_BLOCK_HITS = 1 << 21  # k-mer hits expanded at once (memory: ~100 MB)
+_BLOCK_HITS = 1 << 21  # hits expanded at once, cut between sequences (~100 MB unless one
+#                        sequence alone has more hits: bounded by MAX_REPEATS)
+#: A k-mer that occurs more than this many times in one sequence (a low-complexity run,
+#: e.g. a poly-Ala trace) takes no part in the band test of that sequence, as BLAST masks
+#: such regions: unmasked, one 1,000-residue poly-Ala chain against 40 others takes 80 s
+#: and 1.8 GB.
+MAX_REPEATS = 8
 
 
 def make_aligner() -> PairwiseAligner:
@@ -118,7 +125,9 @@ def candidate_pairs(
     """``[m, 2]`` index pairs ``i < j`` of ``sequences`` that pass the prefilter (module
     docstring), sorted by decreasing band hits. Identical strings are not special here."""
     seqs = _check_args(sequences, min_identity, k, min_residues)
-    return _candidates(seqs, min_identity, k, min_residues)
+    order = np.argsort(np.array(seqs, dtype=object), kind="stable") if seqs else np.zeros(0, np.int64)
+    pairs = order[_candidates([seqs[i] for i in order], min_identity, k, min_residues)]  # sorted: canonical
+    return np.sort(pairs, axis=1).astype(np.int64).reshape(-1, 2)
 
 
 def homologous_pairs(
@@ -235,11 +244,16 @@ def _band_pairs(cat: np.ndarray, owner: np.ndarray, lens: np.ndarray, ok: np.nda
     code, seq = code[valid], owner[:width][valid]
     pos = np.flatnonzero(valid) - (np.concatenate([[0], np.cumsum(lens + 1)[:-1]]))[seq]
     key = code * n + seq  # sorted index: by k-mer, then sequence
+    _, inverse, repeats = np.unique(key, return_inverse=True, return_counts=True)
+    simple = repeats[inverse] > MAX_REPEATS  # low-complexity k-mers (poly-A traces): masked
+    if simple.any():
+        code, seq, pos, key = code[~simple], seq[~simple], pos[~simple], key[~simple]
     order = np.argsort(key, kind="stable")
     skey, sseq, spos = key[order], seq[order], pos[order]
     lo = np.searchsorted(skey, key, "right")  # hits in later sequences only (j > i)
     count = np.searchsorted(skey, (code + 1) * n, "left") - lo
-    half, offset = max(BAND // 2, 1), int(lens.max())
+    half = max(BAND // 2, 1)
+    offset = -(-int(lens.max()) // half) * half  # a multiple of half: windows anchored at diagonal 0
     n_bins = (2 * offset) // half + 2  # the last bin stays empty: windows never cross pairs
     per_seq = np.cumsum(np.bincount(seq, weights=count, minlength=n))
     cuts = np.unique(np.searchsorted(per_seq, np.arange(0, per_seq[-1], _BLOCK_HITS), "right"))

@@ -48,9 +48,11 @@ together. A component that merges with nothing keeps the split of its own key.
 
 Not covered: without rule d, near-identical sequences (point mutants, homologues,
 different construct boundaries) do not link; rules a-c remove exact duplicates only.
-Rule d's prefilter is heuristic (it finds about 97% of the chain pairs at 30% identity
-and all at 50%, measured by ``benchmarks/bench_homology.py``), and single linkage
-lets a multi-domain chain join the clusters of its domains.
+Rule d's prefilter is heuristic (on shared/pdb it found about 96% of the pairs of
+chains of 30 or more residues at 30% identity and all at 50%; see
+:mod:`data_pipeline.homology` and ``benchmarks/bench_homology.py``); identity that comes
+from low-complexity runs alone (poly-Gln, poly-Ala traces) does not link; and single
+linkage lets a multi-domain chain or a complex join the clusters of its parts.
 :data:`SPLIT_RULE_VERSION` enters the store configuration, so that a store built with
 another rule is never taken as up to date (a build refuses it, naming ``split_rule``,
 or replaces it with ``overwrite``). A built store records, per cloud in

@@ -152,6 +152,38 @@ def test_keys_do_not_depend_on_order_and_match_the_pairs(seed: int, order) -> No
             assert (keys[seqs[i]] == keys[seqs[j]]) == (label[i] == label[j])
 
 
+# Two chains at identity 0.6 whose k-mer hits sit near a window edge (found in review).
+EDGE_A = "CVRRWGKSRYEPNFFNGLPYPKIGQGNYNWFRYDLYWYSMKGSWLINCDDTIFQEYLECDS"
+EDGE_B = "CMRNWDKYRTERNFFNGNWFRYDGYRYYMRGRWCIFCWDYIWQDYYEKDW"
+
+
+def test_a_pair_is_judged_on_its_own_whatever_else_is_in_the_input() -> None:
+    # Windows of diagonals anchored at 0 and a canonical orientation: neither an
+    # unrelated chain's length nor the input order decides whether a pair is aligned.
+    rng = np.random.default_rng(0)
+    alone = [0, 1] in candidate_pairs([EDGE_A, EDGE_B], 0.3).tolist()
+    assert alone == ([0, 1] in candidate_pairs([EDGE_B, EDGE_A], 0.3).tolist())
+    together = homology_keys([EDGE_A, EDGE_B], 0.3)
+    for length in range(196, 208):
+        other = random_protein(rng, length)
+        for seqs in ([EDGE_A, EDGE_B, other], [EDGE_B, EDGE_A, other], [other, EDGE_B, EDGE_A]):
+            i, j = sorted((seqs.index(EDGE_A), seqs.index(EDGE_B)))
+            assert ([i, j] in candidate_pairs(seqs, 0.3).tolist()) == alone, (length, seqs.index(other))
+        keys = homology_keys([EDGE_A, EDGE_B, other], 0.3)
+        assert (keys[0] == keys[1]) == (together[0] == together[1]), length
+
+
+def test_low_complexity_runs_are_masked_from_the_band_test() -> None:
+    rng = np.random.default_rng(0)
+    a, b = random_protein(rng, 100) + "Q" * 60, random_protein(rng, 100) + "Q" * 60
+    assert identity(a, b) >= 0.3  # by the definition, from the poly-Q run alone
+    assert candidate_pairs([a, b], 0.3).tolist() == []  # masked, as BLAST masks such runs
+    c = substitute(rng, a[:100], 0.3) + "Q" * 60  # a real homologue of a keeps its link
+    assert candidate_pairs([a, c], 0.3).tolist() == [[0, 1]]
+    traces = ["A" * 1000 + random_protein(rng, 20) for _ in range(30)]  # poly-Ala traces: no blow-up
+    assert len(candidate_pairs(traces, 0.3)) == 0
+
+
 def test_copies_are_paired_and_short_sequences_link_nothing() -> None:
     x_rich = "ACDEFGHIKL" + "X" * 30  # identity with itself 0.25, still a copy
     short = "ACDEFGHIK"  # 9 < MIN_LINK_RESIDUES known residues

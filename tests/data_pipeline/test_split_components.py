@@ -194,10 +194,15 @@ def test_a_build_with_split_identity_keeps_homologues_together(pdb_dir, tmp_path
 
     again = build_store(sources, report.out, split_identity=0.4, workers=1, progress=False)
     assert again.status == "up-to-date" and again.components == report.components
-    with pytest.raises(StoreConfigMismatch, match="split_identity"):
-        build_store(sources, report.out, split_identity=0.3, workers=1, progress=False)
-    with pytest.raises(ValueError, match="split_identity"):
-        build_store(sources, tmp_path / "bad", split_identity=1.5, workers=1, progress=False)
+    for other in (0.3, None):  # another identity, or none: the mismatch names the key
+        with pytest.raises(StoreConfigMismatch, match=r"split_identity \(store: 0.4, requested: "):
+            build_store(sources, report.out, split_identity=other, workers=1, progress=False)
+    for bad in (1.5, 0, True, "0.3"):
+        with pytest.raises(ValueError, match="split_identity"):
+            build_store(sources, tmp_path / "bad", split_identity=bad, workers=1, progress=False)
+    exact = build_store(sources, tmp_path / "h100", split_identity=1, workers=1, progress=False)
+    assert PointCloudStore(exact.out).meta["config"]["split_identity"] == 1.0  # 1 and 1.0: one configuration
+    assert build_store(sources, exact.out, split_identity=np.float32(1.0), workers=1, progress=False).status == "up-to-date"
 
 
 def _protein_sequence(path) -> str:
