@@ -48,6 +48,12 @@ constants were tuned on that set for the hardest case, 0.3, so its cost does not
 higher thresholds; they assume ``k = 3``: a smaller ``k`` passes many more pairs
 (slower, not less exact), a larger one misses more. Recall on other data is measured by
 ``benchmarks/bench_homology.py``.
+
+**Cost.** The k-mer hits of all pairs grow with the square of the number of distinct
+chains: on random chains of 100-400 residues with natural amino-acid frequencies,
+:func:`homology_keys` at 0.3 took 0.9 s for 1,000 distinct chains, 3.2 s for 2,000 and
+11.9 s for 4,000 (one core of this project's CPU machine, 0.5 GB); by the square law, about
+two hours for the 100,000 distinct chains of a whole PDB.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ examples:
 
 Splits keep together clouds of one entry or complex and clouds with the same residue
 sequence; --split-identity also keeps together clouds whose protein chains are that
-identical (homologues; see data_pipeline.splits, rule d).
+identical (homologues; see data_pipeline.splits, rule d). Its search grows with the
+square of the number of distinct chains: seconds for thousands, hours for a whole PDB.
 
 A folder is searched recursively for .cif/.mmcif/.pdb/.ent files (optionally .gz); each
 file is then recognised by content. Files that give no cloud are listed, with the
