@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     dt = time.perf_counter() - t0
     n_aligned = len(candidate_pairs(sorted(set(chains)), 0.3, min_residues=mr))
     print(f"{'homologous_pairs':<17} {0.3:>8.1f} {mr:>7} {n_aligned:>8,} {dt:>7.2f} {len(pairs):,} chain pairs")
-    for th, min_res in [(0.3, mr), (0.3, 30), (0.4, mr), (0.4, 30), (0.5, mr), (0.9, mr)]:
+    for th, min_res in dict.fromkeys([(0.3, mr), (0.3, 30), (0.4, mr), (0.4, 30), (0.5, mr), (0.9, mr)]):
         t0 = time.perf_counter()
         keys = homology_keys(chains, th, min_residues=min_res)
         dt = time.perf_counter() - t0

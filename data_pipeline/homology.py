@@ -39,12 +39,12 @@ Only these pairs are aligned (:func:`candidate_pairs`):
 
 The bound is exact; the band test is a heuristic. It misses pairs whose identical
 residues are scattered (few runs of ``k`` identical letters) or spread over many
-diagonals by indels: in practice pairs just above 0.3 (192 of the 219 missed below are
-under 0.35, and 111 involve a chain shorter than 100 residues). Against all-pairs
-alignment of the 1,358 distinct chains of shared/pdb (``min_residues=10``; 921 k pairs,
-17 minutes on 2 cores) the prefilter kept 97.9% of the 10,544 pairs at 0.3 (95.8% with
-``min_residues=30``), 99.94% at 0.4 and all at 0.5 and 0.9, aligning 67 k pairs. Its
-constants were tuned on that set for the hardest case, 0.3, so its cost does not fall at
+diagonals by indels: in practice pairs just above 0.3. Against all-pairs alignment of
+the 1,326 distinct chains of shared/pdb with 30 or more known residues (878 k pairs, 20
+minutes on one core: ``benchmarks/bench_homology.py --subset 5000 --seeds 0
+--min-residues 30``) the prefilter aligned 24 k pairs and kept 95.3% of the 5,182
+pairs at 0.3, 99.9% at 0.4 and all at 0.5 and 0.9 (it never links a pair that
+alignment does not). Its constants were tuned on that set for the hardest case, 0.3, so its cost does not fall at
 higher thresholds; they assume ``k = 3``: a smaller ``k`` passes many more pairs
 (slower, not less exact), a larger one misses more. Recall on other data is measured by
 ``benchmarks/bench_homology.py``.

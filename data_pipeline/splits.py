@@ -48,8 +48,8 @@ together. A component that merges with nothing keeps the split of its own key.
 
 Not covered: without rule d, near-identical sequences (point mutants, homologues,
 different construct boundaries) do not link; rules a-c remove exact duplicates only.
-Rule d's prefilter is heuristic (on shared/pdb it found about 96% of the pairs of
-chains of 30 or more residues at 30% identity and all at 50%; see
+Rule d's prefilter is heuristic (on shared/pdb it found 95% of the pairs of chains of
+30 or more residues at 30% identity and all at 50%; see
 :mod:`data_pipeline.homology` and ``benchmarks/bench_homology.py``); identity that comes
 from low-complexity runs alone (poly-Gln, poly-Ala traces) does not link; and single
 linkage lets a multi-domain chain or a complex join the clusters of its parts.
