@@ -3,7 +3,7 @@
 
 Builds the demo's corpus (:func:`protein_care.demo.corpus_sources` of
 ``$PROTEIN_CARE_TEST_PDB``, default ``<repo>/../shared/pdb``; one CA cloud per file, 20 to
-3,000 points, as ``make demo`` builds it) once per ``--identities`` value into a
+3,000 points, as ``make demo`` builds it; ``--per-chain``: one per protein chain) once per ``--identities`` value into a
 temporary folder that is deleted afterwards, and prints a table: build time, clouds per
 split, number of split components (clouds that must share a split), the largest one and
 its share of the clouds. A component larger than a split's share keeps that split's
@@ -41,11 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--identities", default="none,0.9,0.5,0.4,0.3",
                     help="split_identity values, 'none' for exact duplicates only (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parser processes")
+    ap.add_argument("--per-chain", action="store_true", help="one cloud per protein chain, not per file")
     args = ap.parse_args(argv)
     identities = [_identity(x) for x in args.identities.split(",")]
     sources = corpus_sources(Path(args.pdb))
-    print(f"corpus: the demo's {len(sources)} source folders under {args.pdb}; {os.cpu_count()} CPUs "
-          f"({platform.processor() or platform.machine()}), {args.workers} workers")
+    unit = "chain" if args.per_chain else "file"
+    print(f"corpus: the demo's {len(sources)} source folders under {args.pdb}, one cloud per {unit}; "
+          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {args.workers} workers")
     header = f"{'identity':>8} | {'build s':>7} | {'train':>5} {'val':>5} {'test':>5} | {'components':>10} | largest"
     print(header)
     print("-" * len(header))
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         for ident in identities:
             t0 = time.perf_counter()
             report = build_store(sources, Path(tmp) / f"store-{ident}", selection="ca", min_points=20,
-                                 max_points=3000, workers=args.workers, progress=False, split_identity=ident)
+                                 max_points=3000, workers=args.workers, progress=False, split_identity=ident,
+                                 per_chain=args.per_chain)
             seconds = time.perf_counter() - t0
             c, s = report.components or {}, report.split_counts
             share = c.get("largest", 0) / max(1, report.clouds_written)
