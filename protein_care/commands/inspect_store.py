@@ -5,12 +5,14 @@ clouds, points, splits, split components, failures by reason), how it was built
 (selection, backend, filters, split rule) and the size of its clouds. Opening checks the
 structure, file sizes and split codes; ``--verify`` also reads every file against the
 sha256 recorded when it was written and checks every point's values, for a store copied
-from another machine or kept on a disk you do not trust.
+from another machine or kept on a disk you do not trust. ``--json`` prints the same
+facts as one JSON object, for scripts.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -26,6 +28,7 @@ EPILOG = f"""\
 examples:
   {PROG} stores/ca
   {PROG} stores/ca --verify
+  {PROG} stores/ca --json | jq .splits
 
 exit status:
   {EXIT_OK}  the store opened (with --verify: every file matches its checksum)
@@ -62,6 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("store", metavar="STORE", help="a store folder written by build-dataset")
     p.add_argument("--verify", action="store_true",
                    help="read every file against its sha256 and check every point's values")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     add_progress_argument(p)
     p.set_defaults(func=run)
     return p
@@ -88,10 +92,21 @@ def run(args: argparse.Namespace) -> int:
     if args.verify and "files" not in store.meta:
         checked = "values verified; no checksums recorded (a store written before they were)"
     report.status = checked
-    rows = [row for row in report.summary().splitlines() if not row.startswith("time ")]
-    print("\n".join(rows))
     config = store.meta.get("config") or {}
     sizes = np.diff(store.offsets)
+    if args.json:
+        print(json.dumps({
+            "store": str(path), "verified": bool(args.verify), "clouds": report.clouds_written,
+            "points": report.n_points, "splits": report.split_counts,
+            "split_components": report.components, "files_seen": report.files_seen,
+            "left_out": len(report.failures), "left_out_by_reason": report.failures_by_reason(),
+            "points_per_cloud": {"min": int(sizes.min()), "median": float(np.median(sizes)),
+                                 "max": int(sizes.max())} if len(sizes) else None,
+            "config": config, "config_hash": store.meta.get("config_hash"), "created": store.meta.get("created"),
+        }, indent=2))  # fmt: skip
+        return EXIT_OK
+    rows = [row for row in report.summary().splitlines() if not row.startswith("time ")]
+    print("\n".join(rows))
     shown = [(label, config[key]) for key, label in CONFIG_ROWS if key in config]
     shown += [("points per cloud", f"min {sizes.min():,}, median {int(np.median(sizes)):,}, max {sizes.max():,}"
                if len(sizes) else "no clouds")]

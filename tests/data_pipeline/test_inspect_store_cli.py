@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,16 @@ def test_a_store_is_summarised_with_how_it_was_built(store, capsys):
         assert words in text, words
     assert main(["inspect-store", str(store), "--verify", "--no-progress"]) == 0
     assert "verified: every file matches its sha256" in capsys.readouterr().out
+
+
+def test_json_gives_the_same_facts_for_scripts(store, capsys):
+    capsys.readouterr()
+    assert main(["inspect-store", str(store), "--json", "--verify", "--no-progress"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["verified"] is True and facts["clouds"] == 4 and sum(facts["splits"].values()) == 4
+    assert facts["split_components"] == {"count": 3, "largest": 2, "largest_key": "1HII"}
+    assert facts["config"]["split_identity"] == 0.4 and facts["config"]["selection"] == "ca"
+    assert facts["points_per_cloud"]["min"] >= 20 and facts["left_out"] == 0
 
 
 def test_verify_finds_a_changed_value_that_a_plain_open_cannot(store, capsys):
