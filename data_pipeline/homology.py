@@ -191,7 +191,7 @@ def _search(
     """(homologous pairs, cluster of each sequence) of sorted distinct sequences; a
     cluster is named by its smallest index. With ``all_pairs=False`` the pairs are only
     enough to give the clusters (pairs already connected are not aligned)."""
-    pairs = _candidates(uniq, min_identity, k, min_residues)
+    pairs = _candidates(uniq, min_identity, k, min_residues, progress)
     parent = list(range(len(uniq)))
 
     def find(x: int) -> int:
@@ -211,7 +211,9 @@ def _search(
     return links, [find(u) for u in range(len(uniq))]
 
 
-def _candidates(seqs: list[str], min_identity: float, k: int, min_residues: int) -> np.ndarray:
+def _candidates(
+    seqs: list[str], min_identity: float, k: int, min_residues: int, progress: bool = False
+) -> np.ndarray:
     """:func:`candidate_pairs` without the checks. The exhaustive part grows as (short
     sequences) x (all sequences): fine for thousands of chains, not for a whole PDB."""
     n = len(seqs)
@@ -220,7 +222,7 @@ def _candidates(seqs: list[str], min_identity: float, k: int, min_residues: int)
     owner = np.repeat(np.arange(n), lens + 1)[: len(cat)]
     comp = np.bincount(owner * 21 + cat, minlength=21 * n).reshape(n, 21)[:, :_X]
     ok = comp.sum(1) >= min_residues
-    hits = _band_pairs(cat, owner, lens, ok, k)
+    hits = _band_pairs(cat, owner, lens, ok, k, progress)
     short = np.flatnonzero(ok & (lens < EXHAUSTIVE_BELOW))
     others = np.flatnonzero(ok)
     si, so = np.repeat(short, len(others)), np.tile(others, len(short))
@@ -236,8 +238,11 @@ def _candidates(seqs: list[str], min_identity: float, k: int, min_residues: int)
     return pairs[bound >= min_identity, :2]
 
 
-def _band_pairs(cat: np.ndarray, owner: np.ndarray, lens: np.ndarray, ok: np.ndarray, k: int) -> np.ndarray:
-    """``[m, 3]`` rows (i, j, best window hits), ``i < j``, of the pairs passing the band test."""
+def _band_pairs(
+    cat: np.ndarray, owner: np.ndarray, lens: np.ndarray, ok: np.ndarray, k: int, progress: bool = False
+) -> np.ndarray:
+    """``[m, 3]`` rows (i, j, best window hits), ``i < j``, of the pairs passing the band test
+    (``progress``: a bar of the k-mer hits counted, the part that grows quadratically)."""
     n, width = len(lens), len(cat) - k + 1
     empty = np.zeros((0, 3), np.int64)
     if width <= 0 or n < 2:
@@ -265,9 +270,11 @@ def _band_pairs(cat: np.ndarray, owner: np.ndarray, lens: np.ndarray, ok: np.nda
     cuts = np.unique(np.searchsorted(per_seq, np.arange(0, per_seq[-1], _BLOCK_HITS), "right"))
     bounds = np.searchsorted(seq, np.append(cuts, n))  # k-mer ranges of whole sequences
     out = [empty]
+    bar = tqdm(total=int(per_seq[-1]), desc="k-mer hits", unit="hit", unit_scale=True, disable=not progress)
     for a, b in zip(bounds[:-1], bounds[1:]):
         c = count[a:b]
         m = int(c.sum())
+        bar.update(m)
         if m == 0:
             continue
         q = np.repeat(np.arange(a, b), c)  # query k-mer of each hit
@@ -281,6 +288,7 @@ def _band_pairs(cat: np.ndarray, owner: np.ndarray, lens: np.ndarray, ok: np.nda
         need = np.maximum(MIN_HITS, np.ceil(HITS_PER_RESIDUE * np.minimum(lens[i], lens[j])))
         sel = window >= need
         out.append(np.stack([i[sel], j[sel], window[sel]], axis=1))
+    bar.close()
     rows = np.concatenate(out)
     rows = rows[np.lexsort((-rows[:, 2], rows[:, 0] * n + rows[:, 1]))]
     first = np.ones(len(rows), dtype=bool)

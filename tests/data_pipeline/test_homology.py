@@ -173,6 +173,15 @@ def test_a_pair_is_judged_on_its_own_whatever_else_is_in_the_input() -> None:
         assert (keys[0] == keys[1]) == (together[0] == together[1]), length
 
 
+def test_progress_shows_both_stages(capsys) -> None:
+    a, b, c, d = chain_family(1)
+    homology_keys([a, b, c, d], 0.45, progress=True)
+    err = capsys.readouterr().err
+    assert "k-mer hits" in err and "aligning" in err  # the quadratic prefilter, then the alignments
+    homology_keys([a, b, c, d], 0.45)
+    assert capsys.readouterr().err == ""
+
+
 def test_low_complexity_runs_are_masked_from_the_band_test() -> None:
     rng = np.random.default_rng(0)
     a, b = random_protein(rng, 100) + "Q" * 60, random_protein(rng, 100) + "Q" * 60
