@@ -31,8 +31,8 @@ class BuildReport:
         """Failure counts by reason category (text before the first ':', digits masked)."""
         return dict(Counter(_reason_category(r) for _, r in self.failures).most_common())
 
-    def summary(self) -> str:
-        """A plain-text table for the CLI."""
+    def summary(self, with_time: bool = True) -> str:
+        """A plain-text table for the CLI (``with_time=False``: without the build's time)."""
         rows = [
             ("store", f"{self.out} ({self.status})"),
             ("files seen", f"{self.files_seen:,}"),
@@ -41,7 +41,7 @@ class BuildReport:
             ("splits", ", ".join(f"{k} {v:,}" for k, v in self.split_counts.items())),
             *([("split components", self._components())] if self.components else []),
             ("left out", f"{len(self.failures):,} (failures.tsv)"),
-            ("time", f"{self.seconds:.1f} s"),
+            *([("time", f"{self.seconds:.1f} s")] if with_time else []),
             ("config sha256", self.config_hash[:16]),
         ]
         width = max(len(k) for k, _ in rows)
@@ -79,15 +79,18 @@ class EmptyBuild(Exception):
         super().__init__(f"no clouds: {what} ({by_reason}){where}{first}. {report.out} {state}.")
 
 
-def report_existing(store: PointCloudStore, digest: str, seconds: float) -> BuildReport:
-    """The report of a build that found ``store`` up to date (its config sha256 ``digest``)."""
+def report_existing(
+    store: PointCloudStore, digest: str, seconds: float, status: str = "up-to-date"
+) -> BuildReport:
+    """The report of a build that found ``store`` up to date (its config sha256 ``digest``),
+    or of an inspection of it (another ``status``)."""
     failures: list[tuple[str, str]] = []
     with open(store.path / "failures.tsv", encoding="utf-8") as fh:
         next(fh, None)
         failures = [tuple(line.rstrip("\n").split("\t", 1)) for line in fh if "\t" in line]  # type: ignore[misc]
     counts = store.meta.get("counts", {})
     return BuildReport(
-        store.path, "up-to-date", int(store.meta.get("files_seen", 0)), len(store),
+        store.path, status, int(store.meta.get("files_seen", 0)), len(store),
         int(counts.get("points", len(store.coords))),
         {k: int(v) for k, v in counts.get("splits", {}).items()} or {k: 0 for k in SPLIT_NAMES},
         failures, seconds, digest, store.meta.get("split_components"),

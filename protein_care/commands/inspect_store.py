@@ -84,19 +84,20 @@ def run(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         store = PointCloudStore(path, verify=args.verify, progress=progress)
-        report = report_existing(store, str(store.meta.get("config_hash", "")), 0.0)
+        checksums = args.verify and "files" in store.meta
+        checked = ("verified: every file matches its sha256" if checksums
+                   else "values verified; no checksums recorded (a store written before they were)" if args.verify
+                   else "opened; --verify reads every file")  # fmt: skip
+        report = report_existing(store, str(store.meta.get("config_hash", "")), 0.0, status=checked)
     except (StoreError, OSError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_DAMAGED
-    checked = "verified: every file matches its sha256" if args.verify else "opened; --verify reads every file"
-    if args.verify and "files" not in store.meta:
-        checked = "values verified; no checksums recorded (a store written before they were)"
-    report.status = checked
     config = store.meta.get("config") or {}
     sizes = np.diff(store.offsets)
     if args.json:
         print(json.dumps({
-            "store": str(path), "verified": bool(args.verify), "clouds": report.clouds_written,
+            "store": str(path), "values_verified": bool(args.verify), "checksums_verified": checksums,
+            "clouds": report.clouds_written,
             "points": report.n_points, "splits": report.split_counts,
             "split_components": report.components, "files_seen": report.files_seen,
             "left_out": len(report.failures), "left_out_by_reason": report.failures_by_reason(),
@@ -105,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
             "config": config, "config_hash": store.meta.get("config_hash"), "created": store.meta.get("created"),
         }, indent=2))  # fmt: skip
         return EXIT_OK
-    rows = [row for row in report.summary().splitlines() if not row.startswith("time ")]
-    print("\n".join(rows))
+    print(report.summary(with_time=False))
     shown = [(label, config[key]) for key, label in CONFIG_ROWS if key in config]
     shown += [("points per cloud", f"min {sizes.min():,}, median {int(np.median(sizes)):,}, max {sizes.max():,}"
                if len(sizes) else "no clouds")]
