@@ -63,3 +63,16 @@ def test_evaluate_cli_names_match_the_library():
     from protein_care.evaluation import evaluate as library
 
     assert command.SPLITS == library.SPLITS and command.METRICS_NAME == library.METRICS_NAME
+
+
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path):
+    import numpy as np
+
+    from data_pipeline.store_writer import CloudRecord, write_store
+
+    write_store([CloudRecord("c0", np.zeros((5, 3)), np.zeros(5, np.uint8), {"group": "g"})], tmp_path / "s")
+    proc = subprocess.Popen([sys.executable, "-m", "protein_care.cli", "inspect-store", str(tmp_path / "s")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()  # as `| head` does, before the command writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "Broken pipe" not in err, err
