@@ -3,7 +3,7 @@
 Reads the protein chains of every structure file under ``$PROTEIN_CARE_TEST_PDB``
 (default ``<repo>/../shared/pdb``; about 2,000 chains, 1,360 distinct sequences) with
 :func:`data_pipeline.parse.try_read_structure` (CA selection), one sequence per chain
-(:func:`data_pipeline.splits.residue_sequence`). Then:
+(:func:`data_pipeline.splits.chain_sequences`). Then:
 
 1. on random subsets of distinct sequences (``--subset`` of them, one per seed of
    ``--seeds``): brute force (every pair aligned) against
@@ -42,7 +42,7 @@ from data_pipeline.homology import (  # noqa: E402
     make_aligner,
 )
 from data_pipeline.parse import try_read_structure  # noqa: E402
-from data_pipeline.splits import MIN_LINK_RESIDUES, residue_sequence  # noqa: E402
+from data_pipeline.splits import MIN_LINK_RESIDUES, chain_sequences  # noqa: E402
 from data_pipeline.structure import PointCloud  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.9)
@@ -56,9 +56,7 @@ def load_chains(root: Path, limit: int | None) -> tuple[list[str], int]:
         cloud = try_read_structure(f, selection="ca")
         if not isinstance(cloud, PointCloud):
             continue
-        for chain in cloud.chains():
-            m = cloud.chain_id == chain
-            chains.append(residue_sequence(cloud.chain_id[m], cloud.res_seq[m], cloud.icode[m], cloud.res_name[m]))
+        chains += chain_sequences(cloud).values()
     return chains, len(files)
 
 

@@ -54,7 +54,8 @@ from data_pipeline.splits import (
     component_summary,
     entry_link,
     group_key,
-    residue_sequence,
+    chain_sequences,
+    cloud_sequence,
     HOMOLOGY_MIN_RESIDUES,
     sequence_key,
 )
@@ -81,31 +82,24 @@ def _parse_chunk(paths: list[str], options: dict[str, Any]) -> list[tuple[str, A
 
 
 def _cut(
-    cloud: PointCloud, per_chain: bool, chain_sequences: bool
+    cloud: PointCloud, per_chain: bool, chain_sequences_wanted: bool
 ) -> list[tuple[str | None, np.ndarray, np.ndarray, dict]]:
-    """The clouds of one file, each with its entry fields; ``chain_sequences`` adds the
-    residue sequence of each of its chains (for homology links, not stored)."""
+    """The clouds of one file, each with its entry fields; ``chain_sequences_wanted`` adds
+    the residue sequence of each of its chains (for homology links, not stored)."""
     codes = cloud.residue_codes()
     info = {k: cloud.meta.get(k) for k in ("method", "resolution", "n_models")}
     info["entry_id"] = cloud.id
     masks = {chain: cloud.chain_id == chain for chain in cloud.chains()}
+    sequences = chain_sequences(cloud) if chain_sequences_wanted else {}
     pieces = [(None, None, list(masks))] if not per_chain else [(c, m, [c]) for c, m in masks.items()]
     out = []
     for chain, mask, chains in pieces:
-        fields = {**info, "sequence_sha256": sequence_key(_residue_sequence(cloud, mask))}
-        if chain_sequences:
-            fields["chain_sequences"] = [_residue_sequence(cloud, masks[c]) for c in chains]
+        fields = {**info, "sequence_sha256": sequence_key(cloud_sequence(cloud, mask))}
+        if chain_sequences_wanted:
+            fields["chain_sequences"] = [sequences[c] for c in chains]
         out.append((chain, cloud.coords if mask is None else cloud.coords[mask],
                     codes if mask is None else codes[mask], fields))  # fmt: skip
     return out
-
-
-def _residue_sequence(cloud: PointCloud, mask: np.ndarray | None) -> str:
-    """The residue sequence of the cloud's points (all, or ``mask``): splits.residue_sequence."""
-    arrays = (cloud.chain_id, cloud.res_seq, cloud.icode, cloud.res_name)
-    if mask is not None:
-        arrays = tuple(a[mask] for a in arrays)
-    return residue_sequence(*arrays)
 
 
 def _homology_clusters(

@@ -70,7 +70,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data_pipeline.structure import ONE_LETTER, OTHER, WATER, residue_code, residue_kind
+from data_pipeline.structure import ONE_LETTER, OTHER, WATER, PointCloud, residue_code, residue_kind
 
 SPLIT_NAMES = ("train", "val", "test")
 #: Bump when the rule changes: it enters the store configuration (stores are rebuilt).
@@ -138,6 +138,19 @@ def residue_sequence(
         dtype=object,
     )
     return "".join(letters[inverse.reshape(-1)].tolist())
+
+
+def cloud_sequence(cloud: PointCloud, mask: np.ndarray | None = None) -> str:
+    """:func:`residue_sequence` of a cloud's points (all, or those of ``mask``)."""
+    arrays = (cloud.chain_id, cloud.res_seq, cloud.icode, cloud.res_name)
+    if mask is not None:
+        arrays = tuple(a[mask] for a in arrays)
+    return residue_sequence(*arrays)
+
+
+def chain_sequences(cloud: PointCloud) -> dict[str, str]:
+    """The residue sequence of each chain of ``cloud``, in the cloud's chain order."""
+    return {chain: cloud_sequence(cloud, cloud.chain_id == chain) for chain in cloud.chains()}
 
 
 def sequence_key(sequence: str) -> str | None:

@@ -23,7 +23,7 @@ from data_pipeline.homology import (
     make_aligner,
 )
 from data_pipeline.parse import read_structure
-from data_pipeline.splits import residue_sequence, sequence_key
+from data_pipeline.splits import chain_sequences, sequence_key
 
 AMINO = ALPHABET[:20]
 ALIGNER = make_aligner()
@@ -241,10 +241,7 @@ def real_chains(pdb_dir: Path) -> list[str]:
     files = sorted((pdb_dir / "BM5-clean").glob("*.pdb*"))[:40]
     seqs = set()
     for f in files:
-        cloud = read_structure(f, selection="ca")
-        for chain in cloud.chains():
-            m = cloud.chain_id == chain
-            seqs.add(residue_sequence(cloud.chain_id[m], cloud.res_seq[m], cloud.icode[m], cloud.res_name[m]))
+        seqs.update(chain_sequences(read_structure(f, selection="ca")).values())
     return sorted(seqs)
 
 

@@ -15,6 +15,7 @@ from data_pipeline.build import StoreConfigMismatch, build_store
 from data_pipeline.splits import (
     MIN_LINK_RESIDUES,
     assign_split,
+    chain_sequences,
     component_keys,
     component_splits,
     entry_link,
@@ -209,5 +210,4 @@ def _protein_sequence(path) -> str:
     from data_pipeline.parse import read_structure
 
     cloud = read_structure(path, selection="ca")
-    m = cloud.chain_id == cloud.chains()[0]
-    return residue_sequence(cloud.chain_id[m], cloud.res_seq[m], cloud.icode[m], cloud.res_name[m])
+    return chain_sequences(cloud)[cloud.chains()[0]]
