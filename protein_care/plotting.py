@@ -20,8 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from data_pipeline.atomic_files import temporary_beside
-from data_pipeline.atomic_files import write_text_atomic as _write_text_atomic
+from data_pipeline.atomic_files import temporary_beside, write_text_atomic
 from protein_care.trajectories import Projection, Trajectories, project_trajectories, regularity_summary
 
 AXIS_COLOURS = {"x": "#d62728", "y": "#2ca02c", "z": "#1f77b4"}
@@ -134,16 +133,11 @@ def trajectory_figure(
     return fig
 
 
-def write_text_atomic(text: str, path) -> Path:
-    """Write ``text`` to ``path`` atomically (:mod:`data_pipeline.atomic_files`)."""
-    return _write_text_atomic(path, text)
-
-
 def write_html(fig: go.Figure, path) -> Path:
     """Write ``fig`` as one self-contained HTML file (plotly.js embedded; no network
     needed to open it), atomically."""
     html = fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False, "responsive": True})
-    return write_text_atomic(html, path)
+    return write_text_atomic(path, html)
 
 
 def png_export_available() -> bool:

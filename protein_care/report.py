@@ -19,7 +19,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from protein_care.plotting import trajectory_figure, write_text_atomic
+from data_pipeline.atomic_files import write_text_atomic
+from protein_care.plotting import trajectory_figure
 from protein_care.trajectories import Trajectories, project_trajectories
 
 #: (key, column title, format) of the table of numbers, in order.
@@ -257,4 +258,4 @@ def write_report(out_dir) -> Path:
         path = out_dir / TRAJECTORY_DIR / f"{r['slug']}.npz"
         if path.is_file():
             trajectories[r["name"]] = load_trajectories(path)
-    return write_text_atomic(render_report(results, trajectories), out_dir / REPORT_NAME)
+    return write_text_atomic(out_dir / REPORT_NAME, render_report(results, trajectories))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from data_pipeline.atomic_files import write_text_atomic as _write_text_atomic
+from data_pipeline.atomic_files import write_text_atomic
 from protein_care.models import Encoder, build_encoder
 
 CONFIG_NAME = "config.json"
@@ -67,13 +67,7 @@ def read_config(run_dir) -> dict:
 
 def write_json_atomic(obj, path) -> None:
     """Write JSON to ``path`` through a temporary file and a rename."""
-    write_text_atomic(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
-
-
-def write_text_atomic(text: str, path) -> Path:
-    """Write ``text`` to ``path`` atomically, with the usual file mode
-    (:mod:`data_pipeline.atomic_files`): a killed writer leaves the old file or the new one."""
-    return _write_text_atomic(path, text)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_metrics(run_dir) -> list[dict]:

@@ -37,12 +37,13 @@ from pathlib import Path
 import torch
 
 from protein_care import __version__
+from data_pipeline.atomic_files import write_text_atomic
 from protein_care.augment import cap_points
 from protein_care.devices import resolve_device
 from protein_care.losses import combined_loss, loss_variant, orbit_similarity
 from protein_care.runs import (
     CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, append_metric, initial_encoder, metric_records, read_config,
-    snapshot_path, write_json_atomic, write_text_atomic,
+    snapshot_path, write_json_atomic,
 )
 from protein_care.training import distributed
 from protein_care.training.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state, unwrap_model
@@ -339,7 +340,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [record for record in metric_records(path.read_text()) if record["step"] <= step]  # torn lines go too
-    write_text_atomic("".join(json.dumps(record) + "\n" for record in kept), path)
+    write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 def _progress(total: int, initial: int, *, enabled: bool):
