@@ -62,12 +62,13 @@ def _restore(run: Path, overrides):
 
 
 def _update_results(run: Path, values: dict) -> dict:
-    from vision_benchmarks.train import RESULTS, atomic_write_text, read_json
+    from data_pipeline.atomic_files import write_text_atomic
+    from vision_benchmarks.train import RESULTS, read_json
 
     path = run / RESULTS
     results = read_json(path) if path.is_file() else {}
     results.update(values)
-    atomic_write_text(path, json.dumps(results, indent=2))
+    write_text_atomic(path, json.dumps(results, indent=2))
     return results
 
 
@@ -146,9 +147,9 @@ def cmd_report(args) -> int:
 
     text = report(args.runs)
     if args.out:
-        from vision_benchmarks.train import atomic_write_text
+        from data_pipeline.atomic_files import write_text_atomic
 
-        atomic_write_text(Path(args.out), text)
+        write_text_atomic(Path(args.out), text)
     print(text, end="")
     return 0
 

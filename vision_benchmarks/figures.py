@@ -24,8 +24,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from data_pipeline.atomic_files import write_text_atomic
 from vision_benchmarks.measure import AUGMENTATION_TYPES
-from vision_benchmarks.train import atomic_write_text
 
 TYPE_COLOURS = dict(zip(AUGMENTATION_TYPES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#9467bd", "#d62728")))
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -35,7 +35,7 @@ def write_html(fig: go.Figure, path: str | Path) -> Path:
     """``fig`` as one HTML file with plotly.js inline, written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+    write_text_atomic(path, fig.to_html(include_plotlyjs=True, full_html=True))
     return path
 
 

@@ -23,9 +23,15 @@ from pathlib import Path
 
 import torch
 
+from data_pipeline.atomic_files import write_text_atomic
 from vision_benchmarks import figures
-from vision_benchmarks.measure import augmentation_geometry, image_subset, sample_augmentations, summarize
-from vision_benchmarks.train import RESULTS, atomic_write_text, method_label, read_json, snapshot_paths
+from vision_benchmarks.measure import (
+    augmentation_geometry,
+    image_subset,
+    sample_augmentations,
+    summarize,
+)
+from vision_benchmarks.train import RESULTS, method_label, read_json, snapshot_paths
 
 EVALUATION = "evaluation.json"
 FIGURES = "figures"
@@ -89,7 +95,11 @@ def measure_run(run_dir: str | Path, cfg: dict, method, data, augment, *, amp: b
                                                         "Fig. 5: relative equivariance over training"),
     }
     if m["flowers_root"]:
-        from vision_benchmarks.flowers import colour_jitter_retrieval, load_flowers102, mosaic
+        from vision_benchmarks.flowers import (
+            colour_jitter_retrieval,
+            load_flowers102,
+            mosaic,
+        )
 
         gallery, _ = load_flowers102(m["flowers_root"], m["flowers_split"], augment.config.size,
                                      download=m["flowers_download"], max_images=m["flowers_max_images"])
@@ -106,5 +116,5 @@ def measure_run(run_dir: str | Path, cfg: dict, method, data, augment, *, amp: b
     for name, fig in written.items():
         figures.write_html(fig, fig_dir / f"{name}.html")
         out["figures"][name] = f"{FIGURES}/{name}.html"
-    atomic_write_text(run_dir / EVALUATION, json.dumps(out, indent=2, allow_nan=False))
+    write_text_atomic(run_dir / EVALUATION, json.dumps(out, indent=2, allow_nan=False))
     return out

@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from data_pipeline.atomic_files import write_text_atomic
 from vision_benchmarks import figures
 from vision_benchmarks.report import load_results
-from vision_benchmarks.train import atomic_write_text
 
 ABLATION_ORDER = ("inv", "unif", "equi-unif", "simclr", "care")
 ABLATION_LABELS = {"inv": "L_inv", "unif": "L_unif", "equi-unif": "L_equi + L_unif", "simclr": "InfoNCE",
@@ -137,5 +137,5 @@ def write_sweep(run_dirs, out_dir: str | Path) -> dict:
         "ablations": {"metric": abl_metric, "groups": abl_groups},
         "figures": paths,
     }
-    atomic_write_text(out_dir / "sweep.json", json.dumps(summary, indent=2, allow_nan=False))
+    write_text_atomic(out_dir / "sweep.json", json.dumps(summary, indent=2, allow_nan=False))
     return summary

@@ -37,7 +37,7 @@ import torch
 from vision_benchmarks import distributed
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
 from vision_benchmarks.config import fill_defaults
-from data_pipeline.atomic_files import write_text_atomic as atomic_write_text  # noqa: F401 (re-exported)
+from data_pipeline.atomic_files import write_text_atomic
 from vision_benchmarks.data import ImageData, atomic_torch_save, load_dataset
 from vision_benchmarks.evaluate import knn_top1, lr_factor, make_optimizer
 from vision_benchmarks.methods import build_method
@@ -273,7 +273,7 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
             _save_snapshot(run_dir, method, 0)
     start_epoch = state["epoch"]
     if main:
-        atomic_write_text(run_dir / "config.json", json.dumps(cfg, indent=2))
+        write_text_atomic(run_dir / "config.json", json.dumps(cfg, indent=2))
     distributed.barrier(ctx)
 
     total_steps = o["epochs"] * steps_per_epoch
@@ -361,5 +361,5 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
         "history": state["history"],
         "versions": {"torch": torch.__version__},
     })
-    atomic_write_text(run_dir / RESULTS, json.dumps(results, indent=2))
+    write_text_atomic(run_dir / RESULTS, json.dumps(results, indent=2))
     return results
