@@ -9,7 +9,6 @@ may mean little, so the page marks it and the command warns.
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,23 +32,6 @@ def atoms(selection: str) -> str:
     return f"{selection.upper() if selection == 'ca' else selection} atoms"
 
 
-def read_meta(path) -> dict | None:
-    """``STORE/meta.json`` (None when missing or unreadable)."""
-    try:
-        meta = json.loads((Path(path) / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def _hash(meta: dict) -> str | None:
-    from types import SimpleNamespace
-
-    from protein_care.training.data import store_config_hash
-
-    return store_config_hash(SimpleNamespace(meta=meta))
-
-
 @dataclass(frozen=True)
 class StoreMismatch:
     """A run trained on another store than the one shown: ``note`` marks it in the
@@ -66,12 +48,13 @@ def compare(run, store, shown_selection: str) -> StoreMismatch | None:
     """A :class:`StoreMismatch` when ``run`` was trained on another store than
     ``store`` (by configuration hash, else by absolute path); None when it was or when
     neither is recorded."""
+    from data_pipeline.build_target import existing_meta
     from protein_care.evaluation.evaluate import training_store_path
+    from protein_care.training.data import store_config_hash
 
     config = run.config
     run_hash, run_path = config.get("store_config_hash"), training_store_path(config)
-    shown_meta = getattr(store, "meta", {}) or {}
-    shown_hash, shown_path = _hash(shown_meta), getattr(store, "path", None)
+    shown_hash, shown_path = store_config_hash(store), getattr(store, "path", None)
     if run_hash and shown_hash:
         same = run_hash == shown_hash
     elif run_path and shown_path and Path(run_path).is_absolute():
@@ -80,7 +63,7 @@ def compare(run, store, shown_selection: str) -> StoreMismatch | None:
         return None  # nothing recorded to compare
     if same:
         return None
-    run_meta = read_meta(run_path) if run_path else None
+    run_meta = existing_meta(Path(run_path)) if run_path else None
     run_selection = store_selection(run_meta) if run_meta is not None else None
     shown_name = Path(str(shown_path)).name if shown_path else "the store"
     if run_selection and run_selection != shown_selection:
