@@ -108,21 +108,22 @@ def load_config(config: str | Path, overrides: Iterable[str] = ()) -> dict:
     per_framework = table.pop("framework", {})
     _merge(cfg, table, base, f"_base.toml [datasets.{dataset}]")
     overrides = list(overrides)
-    # the framework (and so its table) as the run file and --set leave it
-    chosen = apply_overrides(_merged(copy.deepcopy(cfg), user, base, str(path)), overrides, base)
-    framework = chosen["method"]["framework"]
-    _merge(cfg, per_framework.get(framework, {}), base, f"_base.toml [datasets.{dataset}.framework.{framework}]")
+    # the framework (and so its table) as the run file and --set leave it; a bad value
+    # is refused below, where the file and the overrides are merged and validated
+    method = user.get("method")
+    framework = method.get("framework", cfg["method"]["framework"]) if isinstance(method, dict) else cfg["method"]["framework"]
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys == ["method", "framework"]:
+            framework = value
+    table = per_framework.get(framework, {}) if isinstance(framework, str) else {}  # else refused below
+    _merge(cfg, table, base, f"_base.toml [datasets.{dataset}.framework.{framework}]")
     _merge(cfg, user, base, str(path))
     apply_overrides(cfg, overrides, base)
     cfg["dataset"] = dataset
     cfg["config_file"] = path.name
     validate(cfg)
     return cfg
-
-
-def _merged(target: dict, source: dict, schema: dict, where: str) -> dict:
-    _merge(target, copy.deepcopy(source), schema, where)
-    return target
 
 
 def apply_overrides(cfg: dict, overrides: Iterable[str], schema: dict | None = None) -> dict:

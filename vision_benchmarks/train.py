@@ -251,13 +251,14 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
     state = {"epoch": 0, "knn_top1_random_init": None, "train_seconds": 0.0, "history": []}
     if (run_dir / CHECKPOINT).is_file():
         ckpt = load_checkpoint(run_dir)  # on the CPU: generator states must be CPU tensors
-        diffs = config_differences(fill_defaults(ckpt["config"]), cfg)
+        saved = fill_defaults(ckpt["config"])  # keys added since it was written: their defaults
+        diffs = config_differences(saved, cfg)
         if diffs:
             raise ValueError(f"{run_dir} holds a run with another config ({'; '.join(diffs)}); use another --out")
         if ckpt.get("world_size", 1) != ctx.world_size:
             raise ValueError(f"{run_dir} was trained by {ckpt.get('world_size', 1)} process(es); resume it with "
                              f"as many (now {ctx.world_size})")
-        check_epochs(fill_defaults(ckpt["config"]), cfg, ckpt["epoch"], run_dir)
+        check_epochs(saved, cfg, ckpt["epoch"], run_dir)
         method.load_state_dict(ckpt["model"])  # copied onto the device
         optimizer.load_state_dict(ckpt["optimizer"])
         sampler.set_state(ckpt["sampler_state"])
