@@ -11,14 +11,13 @@ from protein_care.embedding import clouds_per_batch, largest_cloud
 from protein_care.models import model_config
 
 
-def batch_size(config: dict, n: int, label: str) -> int:
-    """:func:`clouds_per_batch`, or :class:`ExplorerError` saying why the cloud is refused."""
-    fits = clouds_per_batch(config, n)
-    if fits < 1:
+def check_fits(config: dict, n: int, label: str) -> None:
+    """:class:`ExplorerError` saying why, when not one copy of an ``n``-point cloud fits the
+    budget (:func:`clouds_per_batch` is 0); the library sizes the batches itself."""
+    if clouds_per_batch(config, n) < 1:
         encoder = model_config(config)["encoder"]
         why = " (its attention grows with the square of the points)" if encoder == "set-transformer" else ""
         raise ExplorerError(
             f"{label}: a {encoder} run{why} can embed at most {largest_cloud(config):,} points within the app's "
             f"memory budget, this protein has {n:,}; untick the run or choose a smaller protein"
         )
-    return fits

@@ -292,19 +292,20 @@ class ExplorerData:
     def trajectory(self, run_key: str, protein: Protein | str, axis: Axis, steps: int, session=None):
         """The :class:`~protein_care.trajectories.Trajectories` of one protein (a
         :class:`Protein` or its key) rotated 0 → 2π about ``axis`` in ``steps`` steps,
-        embedded by run ``run_key`` (cached), batched within the app's memory budget
+        embedded by run ``run_key`` (cached), in batches within the memory budget of
+        :func:`protein_care.embedding.clouds_per_batch`; a cloud over it is refused
         (:mod:`.budget`)."""
         entry = self.run(run_key)
         steps = check_steps(steps)
         protein = self._resolve(protein, session)
-        batch = budget.batch_size(entry.run.config, len(protein.coords), entry.label)
+        budget.check_fits(entry.run.config, len(protein.coords), entry.label)
 
         def compute():
             from protein_care.trajectories import compute_trajectories
 
             traj = compute_trajectories(
                 entry.run.encoder, {protein.key: protein.coords}, [protein.key], steps=steps, axes=[axis.spec],
-                length_scale=entry.length_scale, features=[protein.features], device=self.device, batch_size=batch,
+                length_scale=entry.length_scale, features=[protein.features], device=self.device,
             )
             return dataclasses.replace(traj, axes=(axis.label,))  # a custom axis is named by its label
 
