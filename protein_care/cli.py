@@ -57,9 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 141  # 128 + SIGPIPE, as a shell reports it
+    except BrokenPipeError:
+        return closed_pipe_exit()
+
+
+def closed_pipe_exit() -> int:
+    """Stop quietly when the output was piped into ``head`` and the like, which closed it:
+    point stdout at /dev/null so that Python's flush at exit raises no second error, and
+    return 141 (128 + SIGPIPE), the status a shell reports for such a command."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

@@ -220,12 +220,32 @@ def main(argv=None) -> int:
     from vision_benchmarks.config import ConfigError
     from vision_benchmarks.data import DatasetNotFound
 
+    from protein_care.cli import closed_pipe_exit
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, DatasetNotFound, FileNotFoundError, ValueError) as error:
         print(f"vision-benchmarks {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return closed_pipe_exit()
+    except KeyboardInterrupt:
+        print(f"vision-benchmarks {args.command}: interrupted{_resume_hint(args)}", file=sys.stderr)
+        return 130
+
+
+def _resume_hint(args) -> str:
+    """For an interrupted ``pretrain``: where it will continue from."""
+    if args.command != "pretrain":
+        return ""
+    from vision_benchmarks.train import CHECKPOINT
+
+    checkpoint = Path(args.out) / CHECKPOINT
+    if not checkpoint.is_file():
+        return "; no checkpoint was written yet (run.checkpoint_every), so the same command starts it again"
+    return (f"; the same command resumes it from {checkpoint} (written every run.checkpoint_every epochs, "
+            "so the epochs since the last one are trained again)")
 
 
 if __name__ == "__main__":

@@ -110,3 +110,36 @@ def test_probe_and_evaluate_refuse_an_unfinished_run(tmp_path, capsys):
         assert main([command, str(run)]) == 2
         err = capsys.readouterr().err
         assert "checkpoint is at epoch 1 of 3" in err and "--config digits_care.toml" in err
+
+
+def test_output_into_a_closed_pipe_stops_quietly():
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "vision_benchmarks.cli", "configs"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()  # as `| head` does, before the command writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "Broken pipe" not in err, err
+
+
+def test_an_interrupted_pretrain_says_how_it_resumes(tmp_path, capsys, monkeypatch):
+    import vision_benchmarks.train as train
+
+    def interrupt(*args, **kwargs):  # Ctrl-C in the first step
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "lr_factor", interrupt)
+        assert main(["pretrain", "--config", "digits_care", "--out", str(run), *_sets(TINY)]) == 130
+    assert "no checkpoint was written yet" in capsys.readouterr().err and not (run / train.CHECKPOINT).exists()
+
+    assert main(["pretrain", "--config", "digits_care", "--out", str(run), *_sets(TINY)]) == 0
+    longer = _sets([*TINY, "optim.epochs=2"])
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "lr_factor", interrupt)
+        assert main(["pretrain", "--config", "digits_care", "--out", str(run), *longer]) == 130
+    assert f"the same command resumes it from {run / train.CHECKPOINT}" in capsys.readouterr().err
+    assert train.load_checkpoint(run)["epoch"] == 1  # what the interrupted epoch left
+    assert main(["pretrain", "--config", "digits_care", "--out", str(run), *longer]) == 0
+    assert json.loads((run / "results.json").read_text())["epochs"] == 2
