@@ -156,18 +156,25 @@ def check_epochs(saved: dict, cfg: dict, trained: int, run_dir: Path) -> None:
                          f"(which decays over optim.epochs) in mid-run; train {now} epochs in a new run (another --out)")
 
 
-def restore_generator(generator: torch.Generator, saved: torch.Tensor, *, seed: int, epoch: int, say: bool) -> None:
-    """Set the augmentation generator to its saved state; a state saved on another kind of
-    device (CPU and CUDA generator states differ) is replaced by a reseed from ``seed`` and
-    ``epoch``, with a note: the continuation is then not bit-identical."""
-    try:
-        generator.set_state(saved.cpu())
-    except (RuntimeError, TypeError):
+def restore_generator(generator: torch.Generator, saved: torch.Tensor, *, seed: int, epoch: int, say: bool,
+                      source: Path) -> None:
+    """Set the augmentation generator to its saved state. CPU and CUDA generator states
+    differ in size (5,056 bytes of Mersenne Twister, 16 of Philox seed and offset): a state
+    saved on another kind of device is replaced by a reseed from ``seed`` and ``epoch``,
+    with a note, as the continuation is then not bit-identical. A state of the right size
+    that the generator refuses is a damaged checkpoint (ValueError naming ``source``)."""
+    if saved.numel() != generator.get_state().numel():
         generator.manual_seed(seed + 1_000_003 * epoch)
         if say:
             print("vision-benchmarks pretrain: the checkpoint's augmentation generator comes from another kind of "
                   f"device than {generator.device.type}; reseeded it from run.seed and the epoch, so this "
                   "continuation is not bit-identical to an uninterrupted run", file=sys.stderr)
+        return
+    try:
+        generator.set_state(saved.cpu())
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{source}: its augmentation generator state cannot be restored ({error}); the "
+                         "checkpoint is damaged") from error
 
 
 #: results.json values measured on a run's weights (by linear-probe and evaluate).
@@ -263,7 +270,7 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
         optimizer.load_state_dict(ckpt["optimizer"])
         sampler.set_state(ckpt["sampler_state"])
         restore_generator(aug_gen, ckpt.get("augment_states", [ckpt["augment_state"]])[ctx.rank],
-                          seed=r["seed"] + 1 + ctx.rank, epoch=ckpt["epoch"], say=main)
+                          seed=r["seed"] + 1 + ctx.rank, epoch=ckpt["epoch"], say=main, source=run_dir / CHECKPOINT)
         state = {k: ckpt[k] for k in state}
     elif main:
         t0 = time.perf_counter()

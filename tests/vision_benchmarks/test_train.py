@@ -223,6 +223,16 @@ def test_a_generator_state_from_another_kind_of_device_is_reseeded_with_a_note(t
     assert "reseeded it from run.seed and the epoch" in capsys.readouterr().err
 
 
+def test_a_damaged_generator_state_is_an_error_not_a_reseed(tmp_path, digits):
+    pretrain(tiny("digits_care"), tmp_path / "run", data=digits)
+    ckpt = load_checkpoint(tmp_path / "run")
+    damaged = torch.zeros_like(ckpt["augment_state"])  # the CPU state's size, but no valid Mersenne Twister state
+    ckpt["augment_state"], ckpt["augment_states"] = damaged, [damaged]
+    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(ValueError, match=r"checkpoint.pt: its augmentation generator state cannot be restored"):
+        pretrain(tiny("digits_care", "optim.epochs=2"), tmp_path / "run", data=digits)
+
+
 def test_resuming_with_another_config_is_refused(tmp_path, digits):
     pretrain(tiny("digits_care"), tmp_path / "run", data=digits)
     with pytest.raises(ValueError, match="method.lam"):
