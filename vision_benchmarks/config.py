@@ -151,6 +151,31 @@ def fill_defaults(cfg: dict) -> dict:
     return cfg
 
 
+def flat_config(cfg: dict) -> dict[str, Any]:
+    """Dotted key → value: ``section.key`` for a table's keys, the name of a top-level value."""
+    return {f"{name}.{key}" if isinstance(value, dict) else name: inner
+            for name, value in cfg.items()
+            for key, inner in (value.items() if isinstance(value, dict) else [(None, value)])}
+
+
+def differing_keys(a: dict, b: dict, ignored=lambda dotted: False) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, a's value, b's value)`` of the keys whose values differ between the
+    configs ``a`` and ``b``, sorted, except those ``ignored(dotted key)`` holds; a key one
+    of them lacks has the value :data:`UNSET` there."""
+    flat_a, flat_b = flat_config(a), flat_config(b)
+    return [(key, flat_a.get(key, UNSET), flat_b.get(key, UNSET)) for key in sorted(set(flat_a) | set(flat_b))
+            if not ignored(key) and flat_a.get(key, UNSET) != flat_b.get(key, UNSET)]
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "unset"
+
+
+#: The value :func:`differing_keys` gives a key that a config lacks.
+UNSET = _Unset()
+
+
 #: Counts that must be at least 1, and those that may be 0 (0 means "off" or "all").
 AT_LEAST_ONE = (("run", "checkpoint_every"), ("model", "width"), ("model", "hidden_dim"), ("model", "proj_dim"),
                 ("method", "n_split"), ("moco", "queue_size"), ("moco", "key_bn_splits"), ("augment", "size"),

@@ -78,29 +78,24 @@ def load_results(run_dirs) -> list[tuple[str, dict]]:
     return out
 
 
-def _flat(cfg: dict) -> dict[tuple[str, str], object]:
-    return {(section, key): value for section, table in cfg.items() if isinstance(table, dict)
-            for key, value in table.items()}
-
-
-def _measured(key: tuple[str, str]) -> bool:
+def _measured(dotted: str) -> bool:
+    key = tuple(dotted.split("."))
     return key in BOUND_KEYS or (key[0] not in FREE_SECTIONS and key not in FREE_KEYS)
 
 
-def _show(table: dict, key) -> str:
-    return json.dumps(table[key], ensure_ascii=False) if key in table else "unset"
+def _show(value) -> str:
+    from vision_benchmarks.config import UNSET
+
+    return "unset" if value is UNSET else json.dumps(value, ensure_ascii=False)
 
 
 def table1_differences(cfg: dict, shipped: dict) -> list[str]:
     """The keys of the run config ``cfg`` that differ from the shipped config ``shipped``
     and change what Table 1 measures, as ``"key run-value ≠ shipped-value"``."""
-    ran, want = _flat(cfg), _flat(shipped)
-    diffs = []
-    for key in sorted(set(ran) | set(want)):
-        if _measured(key) and ran.get(key) != want.get(key):
-            name = ".".join(key)
-            diffs.append(f"{KEY_NAMES.get(name, name)} {_show(ran, key)} ≠ {_show(want, key)}")
-    return diffs
+    from vision_benchmarks.config import differing_keys
+
+    return [f"{KEY_NAMES.get(key, key)} {_show(ran)} ≠ {_show(want)}"
+            for key, ran, want in differing_keys(cfg, shipped, ignored=lambda key: not _measured(key))]
 
 
 def why_left_out(res: dict, shipped: dict) -> str | None:

@@ -36,7 +36,7 @@ import torch
 
 from vision_benchmarks import distributed
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
-from vision_benchmarks.config import fill_defaults
+from vision_benchmarks.config import differing_keys, fill_defaults
 from data_pipeline.atomic_files import write_text_atomic
 from vision_benchmarks.data import ImageData, atomic_torch_save, load_dataset
 from vision_benchmarks.evaluate import knn_top1, lr_factor, make_optimizer
@@ -131,17 +131,12 @@ def _train_loader(cfg: dict, data: ImageData, method, ctx: distributed.DistConte
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
-    """Dotted keys whose values differ, ignoring :data:`RESUME_FREE_KEYS`."""
-    diffs = []
-    for section in sorted((set(old) | set(new)) - RESUME_FREE_SECTIONS):
-        a, b = old.get(section), new.get(section)
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                if (section, key) not in RESUME_FREE_KEYS and a.get(key) != b.get(key):
-                    diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
-        elif a != b:
-            diffs.append(f"{section}: {a!r} -> {b!r}")
-    return diffs
+    """``"key: old -> new"`` for the keys whose values differ, ignoring
+    :data:`RESUME_FREE_KEYS` and :data:`RESUME_FREE_SECTIONS`."""
+    def free(dotted: str) -> bool:
+        return dotted.split(".")[0] in RESUME_FREE_SECTIONS or tuple(dotted.split(".")) in RESUME_FREE_KEYS
+
+    return [f"{key}: {a!r} -> {b!r}" for key, a, b in differing_keys(old, new, ignored=free)]
 
 
 def check_epochs(saved: dict, cfg: dict, trained: int, run_dir: Path) -> None:

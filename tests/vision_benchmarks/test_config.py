@@ -128,3 +128,14 @@ def test_override_values_are_read_as_toml_with_bare_words_as_strings():
     assert parse_override("a.b=sgd") == (["a", "b"], "sgd")
     assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
     assert parse_override("a.b=true") == (["a", "b"], True)
+
+
+def test_differing_keys_names_each_changed_key_once_with_unset_for_a_missing_one():
+    from vision_benchmarks.config import UNSET, differing_keys
+
+    a = {"dataset": "cifar10", "optim": {"lr": 0.1, "epochs": 10}, "run": {"seed": 0}}
+    b = {"dataset": "stl10", "optim": {"lr": 0.1, "epochs": 20, "momentum": 0.9}, "run": {"seed": 1}}
+    assert differing_keys(a, b) == [("dataset", "cifar10", "stl10"), ("optim.epochs", 10, 20),
+                                    ("optim.momentum", UNSET, 0.9), ("run.seed", 0, 1)]
+    assert differing_keys(a, b, ignored=lambda key: key.startswith("run.")) == differing_keys(a, b)[:3]
+    assert differing_keys(a, a) == [] and repr(UNSET) == "unset"
