@@ -69,3 +69,13 @@ def write_text_atomic(path, text: str) -> Path:
     with atomic_file(path, text=True) as handle:
         handle.write(text)
     return Path(path)
+
+
+def write_torch_atomic(path, obj) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (checkpoints, tensor caches); returns the
+    path. torch is imported here, not by the module: the pipeline itself does not need it."""
+    import torch
+
+    with atomic_file(path) as handle:
+        torch.save(obj, handle)
+    return Path(path)

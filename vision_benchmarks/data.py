@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data_pipeline.atomic_files import atomic_file
+from data_pipeline.atomic_files import write_torch_atomic
 
 from vision_benchmarks.imagenet import CLASSES_FILE as IMAGENET100_CLASSES_FILE, imagenet100_classes  # noqa: F401
 
@@ -108,14 +108,6 @@ def _hwc_to_chw(array: np.ndarray) -> Tensor:
 
 def _labels(values) -> Tensor:
     return torch.as_tensor(np.asarray(values), dtype=torch.int64)
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to ``path`` atomically, with the usual file mode
-    (:func:`data_pipeline.atomic_files.atomic_file`; mkstemp's 0600 would hide checkpoints
-    and caches under a shared ``data.root`` from other users)."""
-    with atomic_file(path) as handle:
-        torch.save(obj, handle)
 
 
 def _source_key(name: str, folder: Path) -> str:
@@ -243,7 +235,7 @@ def load_dataset(name: str, root: str | Path = "./data", download: bool = False,
             return _to_image_data(name, torch.load(cache_path, weights_only=True))
     blob = _decode_any(name, root, download)
     if cache:
-        atomic_torch_save(blob, _cache_path(name, root, source))
+        write_torch_atomic(_cache_path(name, root, source), blob)
     return _to_image_data(name, blob)
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from data_pipeline.atomic_files import write_torch_atomic
 from vision_benchmarks.augment import BatchAugment, apply_params, sample_params
-from vision_benchmarks.data import CACHE_DIR, DatasetNotFound, _source_key, atomic_torch_save
+from vision_benchmarks.data import CACHE_DIR, DatasetNotFound, _source_key
 from vision_benchmarks.measure import describe, embed, only
 
 
@@ -55,7 +56,7 @@ def load_flowers102(root: str | Path, split: str = "test", size: int = 32, *, do
         image = TF.resize(TF.pil_to_tensor(pil.convert("RGB")), [size], antialias=True)
         images[k], labels[k] = TF.center_crop(image, [size, size]), label
     if cache_path is not None:
-        atomic_torch_save({"images": images, "labels": labels}, cache_path)
+        write_torch_atomic(cache_path, {"images": images, "labels": labels})
     return images, labels
 
 

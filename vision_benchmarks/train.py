@@ -37,8 +37,8 @@ import torch
 from vision_benchmarks import distributed
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
 from vision_benchmarks.config import differing_keys, fill_defaults
-from data_pipeline.atomic_files import write_text_atomic
-from vision_benchmarks.data import ImageData, atomic_torch_save, load_dataset
+from data_pipeline.atomic_files import write_text_atomic, write_torch_atomic
+from vision_benchmarks.data import ImageData, load_dataset
 from vision_benchmarks.evaluate import knn_top1, lr_factor, make_optimizer
 from vision_benchmarks.methods import build_method
 from vision_benchmarks.models import build_encoder
@@ -199,8 +199,8 @@ def snapshot_paths(run_dir: Path) -> list[Path]:
 
 
 def _save_snapshot(run_dir: Path, method, epoch: int) -> None:
-    atomic_torch_save({"epoch": epoch, "encoder": method.encoder.state_dict()},
-                      run_dir / SNAPSHOTS / f"epoch_{epoch:04d}.pt")
+    write_torch_atomic(run_dir / SNAPSHOTS / f"epoch_{epoch:04d}.pt",
+                       {"epoch": epoch, "encoder": method.encoder.state_dict()})
 
 
 def _log(run_dir: Path, record: dict) -> None:
@@ -326,11 +326,11 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
         if last or (epoch + 1) % r["checkpoint_every"] == 0:
             augment_states = distributed.gather_objects(aug_gen.get_state(), ctx)  # a collective: every rank
             if main:
-                atomic_torch_save({
+                write_torch_atomic(run_dir / CHECKPOINT, {
                     "format": 2, "config": cfg, "world_size": ctx.world_size, "model": method.state_dict(),
                     "optimizer": optimizer.state_dict(), "sampler_state": sampler.get_state(),
                     "augment_state": augment_states[0], "augment_states": augment_states, **state,
-                }, run_dir / CHECKPOINT)
+                })
         if main:
             _log(run_dir, record)
             if r["snapshot_every"] and (last or (epoch + 1) % r["snapshot_every"] == 0):

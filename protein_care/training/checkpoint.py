@@ -1,11 +1,12 @@
-"""Atomic checkpoints readable with ``torch.load(..., weights_only=True)``.
+"""Checkpoints readable with ``torch.load(..., weights_only=True)``.
 
 A checkpoint is a plain dict of tensors, ints, floats, strings, lists and dicts:
 ``model`` (state dict), ``optimizer``, ``scheduler``, ``rng`` (torch CPU and CUDA
 states, numpy's and Python's as tensors), ``step`` (optimizer steps done), ``epoch``
 and ``batch_in_epoch`` (the next batch to take: the data-order state), and
-``elapsed_s``. It is written to a temporary file in the same folder, flushed, fsync'ed
-and renamed over the old one, so a killed process leaves the old file or the new one.
+``elapsed_s``. The trainer writes it with :func:`data_pipeline.atomic_files.write_torch_atomic`
+(a temporary file in the same folder, fsync'ed and renamed over the old one), so a
+killed process leaves the old file or the new one.
 """
 
 from __future__ import annotations
@@ -17,15 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from data_pipeline.atomic_files import atomic_file
-
-
-def atomic_save(payload: dict, path: str | Path) -> None:
-    """``torch.save`` to ``path`` atomically (:func:`data_pipeline.atomic_files.atomic_file`:
-    temp + fsync + ``os.replace`` + fsync of the folder)."""
-    with atomic_file(path) as handle:
-        torch.save(payload, handle)
 
 
 class CheckpointError(ValueError):

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from protein_care import __version__
-from data_pipeline.atomic_files import write_text_atomic
+from data_pipeline.atomic_files import write_text_atomic, write_torch_atomic
 from protein_care.augment import cap_points
 from protein_care.devices import resolve_device
 from protein_care.losses import combined_loss, loss_variant, orbit_similarity
@@ -46,7 +46,7 @@ from protein_care.runs import (
     snapshot_path, write_json_atomic,
 )
 from protein_care.training import distributed
-from protein_care.training.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state, unwrap_model
+from protein_care.training.checkpoint import load_checkpoint, rng_state, set_rng_state, unwrap_model
 from protein_care.training.config import derive, resume_mismatches, validate, with_defaults
 from protein_care.training.data import (
     PackedClouds, epoch_batches, open_store, split_indices, store_config_hash, store_num_residue_types,
@@ -234,9 +234,9 @@ class Trainer:
         """Write ``checkpoint.pt`` (and the step's snapshot) on rank 0."""
         if self.ctx.is_main:
             state = self.state()
-            atomic_save(state, run_dir / CHECKPOINT_NAME)
+            write_torch_atomic(run_dir / CHECKPOINT_NAME, state)
             if snapshot:
-                atomic_save({"model": state["model"], "step": self.step, "epoch": self.epoch}, snapshot_path(run_dir, self.step))
+                write_torch_atomic(snapshot_path(run_dir, self.step), {"model": state["model"], "step": self.step, "epoch": self.epoch})
         distributed.barrier(self.ctx)
 
     # ------------------------------------------------------------------ loop

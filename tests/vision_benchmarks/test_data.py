@@ -15,6 +15,7 @@ import torch
 import torchvision.datasets.cifar as tv_cifar
 import torchvision.datasets.stl10 as tv_stl10
 
+from data_pipeline.atomic_files import write_torch_atomic
 from vision_benchmarks import data as D
 
 
@@ -190,7 +191,7 @@ def test_saved_files_get_the_mode_of_the_umask_not_0600(tmp_path, no_checksums, 
     assert stat.S_IMODE(cache.stat().st_mode) == 0o644
     os.umask(0o027)
     path = tmp_path / "run" / "checkpoint.pt"
-    D.atomic_torch_save({"x": torch.arange(3)}, path)
+    write_torch_atomic(path, {"x": torch.arange(3)})  # what checkpoints are written with
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(3))
     assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]  # no temporary file left
