@@ -257,10 +257,10 @@ def export_figure(figure, fmt: str, name: str) -> tuple[dict | None, str, bool]:
 
     from protein_care.plotting import PngExportError, write_html, write_png
 
-    if figure is None or not go.Figure(figure).data:
+    fig = go.Figure(figure)  # None gives an empty figure
+    if not fig.data:
         return None, "nothing to export yet: choose a run and a protein first", True
     try:
-        fig = go.Figure(figure)
         filename = f"{_safe_name(name)}.{fmt}"
         with tempfile.TemporaryDirectory(prefix="protein-care-export-") as tmp:
             path = Path(tmp) / filename

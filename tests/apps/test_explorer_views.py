@@ -340,6 +340,9 @@ def test_export_html_is_self_contained_and_png_says_what_is_missing(data):
         assert error and download is None and "kaleido" in message
     download, message, error = views.export_view(data, "traj3d", "html", ["0"], None, "z", "", 8, 0)
     assert error and download is None and "nothing to export: choose a protein" in message
+    for empty in (None, go.Figure().to_dict()):  # before the first render, or a figure without traces
+        assert views.export_figure(empty, "html", "x") == (None, "nothing to export yet: choose a run and a protein "
+                                                                 "first", True)
 
 
 def test_encoders_are_loaded_with_weights_only(tiny_runs, monkeypatch):
