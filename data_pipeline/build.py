@@ -5,8 +5,10 @@
 selected atoms of all protein chains of model 1) or, with ``per_chain=True``, one cloud
 per chain, filters by size and streams everything into a temporary directory that is
 renamed into place at the end. Splits are decided once all clouds are known, per
-connected component of clouds sharing a group key, an exact residue sequence or an
-entry ID (:mod:`data_pipeline.splits`), and written before the store is committed.
+connected component of clouds sharing a group key, an exact residue sequence, an
+entry ID or (``split_identity``) a homology cluster, a component too large for its
+held-out split going to train (:mod:`data_pipeline.splits`), and written before the
+store is committed.
 
 The store remembers its configuration (selection, backend and its version, policy
 version, split rule version, filters, per-chain flag, split fractions and the set of
@@ -292,7 +294,7 @@ def build_store(
                 "versions": _versions(),
                 "build_seconds": round(time.perf_counter() - t0, 3),
                 "files_seen": files_seen,
-                "split_components": component_summary(keys),
+                "split_components": component_summary(keys, fractions),
             }
         )
     failures_beside(out).unlink(missing_ok=True)  # the list of an earlier empty build is stale

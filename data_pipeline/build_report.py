@@ -56,7 +56,11 @@ class BuildReport:
     def _components(self) -> str:
         c = self.components or {}
         share = c.get("largest", 0) / max(1, self.clouds_written)
-        return f"{c.get('count', 0):,}, largest {c.get('largest', 0):,} clouds ({share:.0%}, {c.get('largest_key')})"
+        text = f"{c.get('count', 0):,}, largest {c.get('largest', 0):,} clouds ({share:.0%}, {c.get('largest_key')})"
+        if c.get("oversized"):  # recorded since split rule 3
+            text += (f"; {c['oversized']:,} too large for the held-out split they hash to went to the largest split "
+                     f"({c['oversized_clouds']:,} clouds)")
+        return text
 
 
 def _reason_category(reason: str) -> str:

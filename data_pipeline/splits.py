@@ -39,12 +39,24 @@ Links are transitive: the split of a cloud is the split of its connected compone
 :func:`assign_split` of the smallest group key in it (:func:`component_splits`), so
 the result does not depend on the order of the input.
 
+**Oversized components** (:func:`oversized_components`): a component that hashes to a
+held-out split (any but the largest, normally ``val`` or ``test``) and alone holds more
+clouds than that split's whole target (its fraction of the build's clouds) goes to the
+largest split instead, so no held-out split ends far above twice its target. Rule d's
+single linkage can join a third of a corpus into one component; by its hash alone it
+would land in ``test`` one time in ten and make ``test`` more than three times its
+size. In a small corpus the rule can leave a held-out split empty (three complexes of
+four files, 0.5/0.25/0.25: each overfills a quarter of 12 clouds). The build summary
+names how many components moved.
+
 :func:`assign_split` maps a key to a split with the first 64 bits of its sha256, so the
 split of a key never depends on which other keys exist. **Stability** is weaker than
 with group keys alone: adding entries never moves an existing cloud *unless* a new
 cloud links its component to another one (a shared sequence or entry) whose smallest
-key is smaller and hashes to another split; then the whole merged component moves
-together. A component that merges with nothing keeps the split of its own key.
+key is smaller and hashes to another split, then the whole merged component moves
+together; or a component crosses its held-out split's size limit (it grows past it, or
+the corpus grows until it fits). A component that merges with nothing and stays under
+the limit keeps the split of its own key.
 
 Not covered: without rule d, near-identical sequences (point mutants, homologues,
 different construct boundaries) do not link; rules a-c remove exact duplicates only.
@@ -74,8 +86,9 @@ from data_pipeline.structure import ONE_LETTER, OTHER, WATER, PointCloud, residu
 
 SPLIT_NAMES = ("train", "val", "test")
 #: Bump when the rule changes: it enters the store configuration (stores are rebuilt).
-#: 1: group key only; 2: components of group key, exact sequence and entry ID.
-SPLIT_RULE_VERSION = 2
+#: 1: group key only; 2: components of group key, exact sequence and entry ID;
+#: 3: an oversized component goes to the largest split.
+SPLIT_RULE_VERSION = 3
 #: Fewest known (non-``X``) residues for a sequence to link clouds.
 MIN_LINK_RESIDUES = 10
 #: Fewest known residues for a chain to join a homology cluster (rule d): with 10, 98%
@@ -225,19 +238,49 @@ def component_splits(
     clusters: Sequence[Sequence[str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(split, component key) of every cloud: :func:`assign_split` of
-    :func:`component_keys` (see the module rule)."""
+    :func:`component_keys`, but the largest split for :func:`oversized_components` (see
+    the module rule)."""
     keys = component_keys(groups, sequences, entries, clusters)
-    split_of = {k: assign_split(k, fractions) for k in set(keys)}
+    oversized = oversized_components(keys, fractions)
+    largest = largest_split(fractions)
+    split_of = {k: largest if k in oversized else assign_split(k, fractions) for k in set(keys)}
     return [split_of[k] for k in keys], keys
 
 
-def component_summary(keys: Sequence[str]) -> dict[str, int | str]:
-    """``{"count", "largest", "largest_key"}`` of the components named by ``keys`` (one
-    per cloud, from :func:`component_keys`): a component much larger than a split's
-    share keeps that split's size far from its fraction."""
+def largest_split(fractions: Sequence[float]) -> str:
+    """The split with the largest fraction (the first of a tie): ``train`` as a rule."""
+    fr = check_fractions(fractions)
+    return SPLIT_NAMES[fr.index(max(fr))]
+
+
+def oversized_components(keys: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> set[str]:
+    """The components (named by ``keys``, one per cloud) whose key hashes to a split other
+    than the largest and that hold more clouds than that split's whole target (its
+    fraction of all ``len(keys)`` clouds): with one, the split would end at more than
+    twice its target. A single cloud is never oversized: it cannot be divided, and in a
+    corpus so small that one cloud is too many for a split, moving every one would leave
+    no held-out split at all."""
+    fr = check_fractions(fractions)
+    largest, n = largest_split(fr), len(keys)
+    oversized = set()
+    for key, size in Counter(keys).items():
+        split = assign_split(key, fr)
+        if size > 1 and split != largest and size > fr[SPLIT_NAMES.index(split)] * n:
+            oversized.add(key)
+    return oversized
+
+
+def component_summary(keys: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> dict[str, int | str]:
+    """``{"count", "largest", "largest_key", "oversized", "oversized_clouds"}`` of the
+    components named by ``keys`` (one per cloud, from :func:`component_keys`): a
+    component much larger than a split's share keeps that split's size far from its
+    fraction; ``oversized`` of them (with ``oversized_clouds`` clouds) went to the
+    largest split instead of their own (:func:`oversized_components`)."""
     sizes = Counter(keys)
     key, largest = min(sizes.items(), key=lambda kv: (-kv[1], kv[0]), default=("", 0))  # ties: smallest key
-    return {"count": len(sizes), "largest": largest, "largest_key": key}
+    oversized = oversized_components(keys, fractions)
+    return {"count": len(sizes), "largest": largest, "largest_key": key, "oversized": len(oversized),
+            "oversized_clouds": sum(sizes[k] for k in oversized)}
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

@@ -39,7 +39,7 @@ def test_json_gives_the_same_facts_for_scripts(store, capsys):
     assert main(["inspect-store", str(store), "--json", "--verify", "--no-progress"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["values_verified"] is facts["checksums_verified"] is True and facts["clouds"] == 4 and sum(facts["splits"].values()) == 4
-    assert facts["split_components"] == {"count": 3, "largest": 2, "largest_key": "1HII"}
+    assert facts["split_components"] == {"count": 3, "largest": 2, "largest_key": "1HII", "oversized": 0, "oversized_clouds": 0}
     assert facts["config"]["split_identity"] == 0.4 and facts["config"]["selection"] == "ca"
     assert facts["points_per_cloud"]["min"] >= 20 and facts["left_out"] == 0
 

@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from data_pipeline import build
 from data_pipeline.build import StoreConfigMismatch, build_store
 from data_pipeline.splits import (
     MIN_LINK_RESIDUES,
+    SPLIT_NAMES,
     assign_split,
     chain_sequences,
     component_keys,
     component_splits,
+    component_summary,
     entry_link,
+    largest_split,
+    oversized_components,
     residue_sequence,
     sequence_key,
 )
@@ -38,10 +44,11 @@ def key(seq: str) -> str:
 
 def test_two_complexes_sharing_a_partner_sequence_land_together():
     assert assign_split("1CCC") != assign_split("1DDD")  # apart by group key alone
-    groups = ["1CCC", "1CCC", "1DDD", "1DDD", "1EEE"]
-    seqs = [key(SEQ_A), key(SEQ_B), key(SEQ_C), key(SEQ_A), key(SEQ_A + "W")]  # 1DDD's ligand = 1CCC's
+    singles = [f"9S{i:02d}" for i in range(40)]  # a corpus in which 4 clouds are not too many for a split
+    groups = ["1CCC", "1CCC", "1DDD", "1DDD", "1EEE", *singles]
+    seqs = [key(SEQ_A), key(SEQ_B), key(SEQ_C), key(SEQ_A), key(SEQ_A + "W")] + [None] * 40  # 1DDD's ligand = 1CCC's
     splits, keys = component_splits(groups, seqs)
-    assert keys == ["1CCC", "1CCC", "1CCC", "1CCC", "1EEE"]
+    assert keys == ["1CCC", "1CCC", "1CCC", "1CCC", "1EEE", *singles]
     assert splits[:4] == [assign_split("1CCC")] * 4 and splits[4] == assign_split("1EEE")
 
 
@@ -183,8 +190,8 @@ def test_a_build_with_split_identity_keeps_homologues_together(pdb_dir, tmp_path
     assert entries["1HII"]["split_key"] == entries["1HVI"]["split_key"] == "1HII"
     assert entries["1HII"]["split"] == entries["1HVI"]["split"] == assign_split("1HII")
     assert entries["1A8O"]["split_key"] == "1A8O"  # unrelated: still alone
-    assert report.components == {"count": 2, "largest": 2, "largest_key": "1HII"}
-    assert plain.components == {"count": 3, "largest": 1, "largest_key": "1A8O"}
+    assert report.components == {"count": 2, "largest": 2, "largest_key": "1HII", "oversized": 0, "oversized_clouds": 0}
+    assert plain.components == {"count": 3, "largest": 1, "largest_key": "1A8O", "oversized": 0, "oversized_clouds": 0}
     assert "split components  2, largest 2 clouds (67%, 1HII)" in report.summary()
     assert store.meta["config"]["split_identity"] == 0.4 and "split_identity" not in PointCloudStore(plain.out).meta["config"]
     assert not any("chain_sequences" in e for e in store.entries)  # used for the split, not stored
@@ -211,3 +218,50 @@ def _protein_sequence(path) -> str:
 
     cloud = read_structure(path, selection="ca")
     return chain_sequences(cloud)[cloud.chains()[0]]
+
+
+_sizes = st.lists(st.integers(1, 60), min_size=1, max_size=40)
+_fractions = st.sampled_from([(0.8, 0.1, 0.1), (0.5, 0.25, 0.25), (0.34, 0.33, 0.33), (0.2, 0.7, 0.1), (1, 0, 0)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(_sizes, _fractions, st.integers(0, 10_000))
+def test_no_held_out_split_takes_a_component_larger_than_its_target(sizes, fractions, salt):
+    groups = [f"K{salt}-{i}" for i, size in enumerate(sizes) for _ in range(size)]  # component i: `size` clouds
+    splits, keys = component_splits(groups, fractions=fractions)
+    n, largest = len(groups), largest_split(fractions)
+    oversized = oversized_components(keys, fractions)
+    summary = component_summary(keys, fractions)
+    assert summary["oversized"] == len(oversized) and summary["oversized_clouds"] == sum(
+        keys.count(k) for k in oversized)
+    for component, size in Counter(keys).items():
+        split = splits[keys.index(component)]
+        hashed = assign_split(component, fractions)
+        if component in oversized:  # moved, and only because it was too large for its split
+            assert split == largest != hashed and size > 1
+            assert size > fractions[SPLIT_NAMES.index(hashed)] * n
+        else:  # its own split: the largest one, or one it does not overfill, or it is one cloud
+            assert split == hashed
+            assert split == largest or size == 1 or size <= fractions[SPLIT_NAMES.index(split)] * n
+
+
+def test_a_third_of_the_corpus_in_one_component_goes_to_train_not_test():
+    giant = next(f"G{i}" for i in range(1000) if assign_split(f"G{i}") == "test")  # hashes to test
+    groups = [giant] * 35 + [f"S{i:03d}" for i in range(65)]  # 35 % of 100 clouds, test's target 10
+    splits, keys = component_splits(groups)
+    assert set(splits[:35]) == {"train"} and splits[35:] == [assign_split(g) for g in groups[35:]]
+    assert component_summary(keys) == {"count": 66, "largest": 35, "largest_key": giant, "oversized": 1,
+                                       "oversized_clouds": 35}
+    # 10 clouds, test's whole target, are not too many
+    splits, _ = component_splits([giant] * 10 + [f"S{i:03d}" for i in range(90)])
+    assert set(splits[:10]) == {"test"}
+
+
+def test_the_build_summary_says_how_many_components_went_to_train(tmp_path):
+    from data_pipeline.build_report import BuildReport
+
+    components = {"count": 66, "largest": 35, "largest_key": "G7", "oversized": 1, "oversized_clouds": 35}
+    report = BuildReport(tmp_path, "built", 100, 100, 5000, {"train": 90, "val": 5, "test": 5}, [], 1.0, "0" * 64,
+                         components)
+    assert ("split components  66, largest 35 clouds (35%, G7); 1 too large for the held-out split they hash "
+            "to went to the largest split (35 clouds)") in report.summary()

@@ -42,17 +42,22 @@ def test_bad_fractions_are_refused(bad):
 
 
 def test_adding_entries_never_moves_existing_ones(pdb_dir, tmp_path):
-    bm5 = sorted((pdb_dir / "BM5-clean").glob("1A*"))[:12]
+    bm5 = sorted((pdb_dir / "BM5-clean").glob("1A*"))[:20]
     more = sorted((pdb_dir / "BM5-clean").glob("2*"))[:10]
-    small = build_store(bm5, tmp_path / "a", workers=1, progress=False, split_fractions=(0.5, 0.25, 0.25))
-    big = build_store(bm5 + more, tmp_path / "b", workers=1, progress=False, split_fractions=(0.5, 0.25, 0.25))
+    fractions = (0.5, 0.25, 0.25)
+    small = build_store(bm5, tmp_path / "a", workers=1, progress=False, split_fractions=fractions)
+    big = build_store(bm5 + more, tmp_path / "b", workers=1, progress=False, split_fractions=fractions)
     assert big.clouds_written > small.clouds_written
     a, b = PointCloudStore(tmp_path / "a"), PointCloudStore(tmp_path / "b")
     split_b = {e["id"]: e["split"] for e in b.entries}
     # Guaranteed while no new cloud links an old component to another one (a shared
-    # sequence or entry, see splits.py); none does here: every key is the cloud's own group.
+    # sequence or entry, see splits.py; none does here: every key is the cloud's own
+    # group) and no component is too large for the held-out split it hashes to (none
+    # is: BM5's complexes of four files, in a quarter of 20 or 30 clouds).
     assert all(e["split_key"] == e["group"] for e in b.entries)
+    assert small.components["oversized"] == big.components["oversized"] == 0
     assert all(split_b[e["id"]] == e["split"] for e in a.entries)
+    assert sum(e["split"] != "train" for e in a.entries) >= 4  # held-out clouds stayed held out
 
 
 def test_chains_and_partners_of_one_complex_land_together(pdb_dir, tmp_path):
