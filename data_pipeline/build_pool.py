@@ -6,6 +6,10 @@ order. When a worker dies (the out-of-memory killer, a crash in a C extension), 
 keep their results, the others are parsed again one file at a time in a separate
 process, so that a file that kills its process is identified and reported as a failure
 of that file alone; the chunks not yet started go to a new pool.
+
+Workers ignore SIGINT: Ctrl-C in a terminal reaches the whole process group, and it is
+the parent's to handle (it stops the build and cleans up); a worker that took it would
+print a traceback and break the pool.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def _pool_pass(work: Work, chunks: deque[list[str]], workers: int):  # noqa: ANN
     """Feed ``chunks`` (taken from the left) to one pool and yield results in order.
     Returns the ``(chunk, future)`` pairs in flight when the pool broke, else []."""
     pending: deque[tuple[list[str], Future]] = deque()
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts)
 
     def submit() -> bool:
         chunk = chunks.popleft()
@@ -81,8 +85,13 @@ def _pool_pass(work: Work, chunks: deque[list[str]], workers: int):  # noqa: ANN
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _solo_loop(conn: Any, work: Work) -> None:
     """Child of :class:`_Solo`: parse the items it is sent, one at a time."""
+    _ignore_interrupts()
     while True:
         try:
             item = conn.recv()

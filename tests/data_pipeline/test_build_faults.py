@@ -166,3 +166,46 @@ def test_a_store_folder_with_unreadable_meta_json_is_rebuilt_only_with_overwrite
         _build(bm5[:2], out)
     assert _build(bm5[:2], out, overwrite=True).status == "built"
     assert "is damaged" in capsys.readouterr().err and PointCloudStore(out)
+
+
+def _sigint_handlers(chunk):  # runs in a worker: what it does with SIGINT
+    return [(item, signal.getsignal(signal.SIGINT)) for item in chunk]
+
+
+def _exit_on_die(chunk):  # kills its worker on "die" in a chunk, which is then parsed in the solo process
+    if "die" in chunk and len(chunk) > 1:
+        os._exit(3)
+    return _sigint_handlers(chunk)
+
+
+def test_parser_processes_leave_ctrl_c_to_the_parent():
+    """An idle worker that took SIGINT would print a traceback and break the pool."""
+    from data_pipeline.build_pool import parse_in_pool
+
+    items = [f"f{i}" for i in range(40)]
+    assert {handler for _, handler in parse_in_pool(_sigint_handlers, items, 2)} == {signal.SIG_IGN}
+    results = dict(parse_in_pool(_exit_on_die, ["die", *items], 2))  # its chunk again, one item at a time
+    assert results["die"] == signal.SIG_IGN
+
+
+def test_ctrl_c_stops_a_build_without_worker_tracebacks_or_leftovers(pdb_dir, tmp_path):
+    """SIGINT to the whole process group, as Ctrl-C in a terminal sends it: the workers
+    leave it to the parent, which stops, removes its temporary store and exits 130."""
+    import subprocess
+    import sys
+    import time
+
+    old = build_store(sorted((pdb_dir / "BM5-clean").glob("1A2K*")), tmp_path / "store", workers=1, progress=False)
+    command = [sys.executable, "-m", "protein_care.cli", "build-dataset", "--source", str(pdb_dir / "BM5-clean"),
+               "--out", str(tmp_path / "store"), "--overwrite", "--workers", "2", "--selection", "all",
+               "--no-progress"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".store.tmp-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the workers are parsing into the temporary store
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err.decode() and "interrupted" in err.decode(), err.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no temporary store left
+    assert PointCloudStore(tmp_path / "store", verify=True).meta["config_hash"] == old.config_hash  # untouched
