@@ -96,6 +96,6 @@ def report_existing(
     return BuildReport(
         store.path, status, int(store.meta.get("files_seen", 0)), len(store),
         int(counts.get("points", len(store.coords))),
-        {k: int(v) for k, v in counts.get("splits", {}).items()} or {k: 0 for k in SPLIT_NAMES},
+        {k: int(counts.get("splits", {}).get(k, 0)) for k in SPLIT_NAMES},  # meta.json sorts its keys
         failures, seconds, digest, store.meta.get("split_components"),
     )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ def test_a_store_is_summarised_with_how_it_was_built(store, capsys):
     text = capsys.readouterr().out
     assert "(opened; --verify reads every file)" in text
     assert "time" not in text.split()  # a build's time means nothing here
+    assert re.search(r"splits +train \d+, val \d+, test \d+", text)  # in split order, as a build prints them
     for words in ("clouds written    4", "split components  3, largest 2 clouds (50%, 1HII)",
                   "selection         ca", "split identity    0.4", "source files      4",
                   "points per cloud  min 20, median"):
