@@ -9,6 +9,7 @@ old file and removes the temporary one. The temporary file is created with ``ope
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -69,6 +70,30 @@ def write_text_atomic(path, text: str) -> Path:
     with atomic_file(path, text=True) as handle:
         handle.write(text)
     return Path(path)
+
+
+def append_json_line(path, record: dict) -> None:
+    """Append ``record`` to a JSON-lines file as one line with a single write (O_APPEND),
+    so a killed process leaves whole lines or one torn last line, never a mixed one."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def json_lines(text: str, key: str) -> list[dict]:
+    """The records of a JSON-lines text that hold an integer ``key``; a line torn by a
+    killed writer (not a JSON object with that key) is skipped."""
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get(key), int) and not isinstance(record[key], bool):
+            records.append(record)
+    return records
 
 
 def write_torch_atomic(path, obj) -> Path:

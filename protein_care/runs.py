@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from data_pipeline.atomic_files import write_text_atomic
+from data_pipeline.atomic_files import json_lines, write_text_atomic
 from protein_care.models import Encoder, build_encoder
 
 CONFIG_NAME = "config.json"
@@ -75,31 +75,7 @@ def read_metrics(run_dir) -> list[dict]:
     path = Path(run_dir) / METRICS_NAME
     if not path.is_file():
         return []
-    return metric_records(path.read_text())
-
-
-def metric_records(text: str) -> list[dict]:
-    """The records of a ``metrics.jsonl`` text; a line torn by a killed writer (not a
-    JSON object with a step) is skipped."""
-    records = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            records.append(record)
-    return records
-
-
-def append_metric(path: Path, record: dict) -> None:
-    """Append one line to ``metrics.jsonl`` with a single write (O_APPEND), so a killed
-    process leaves whole lines or one torn last line, never a mixed one."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        os.write(fd, (json.dumps(record) + "\n").encode())
-    finally:
-        os.close(fd)
+    return json_lines(path.read_text(), "step")
 
 
 def initial_encoder(config: dict) -> Encoder:

@@ -37,7 +37,7 @@ import torch
 from vision_benchmarks import distributed
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
 from vision_benchmarks.config import differing_keys, fill_defaults
-from data_pipeline.atomic_files import write_text_atomic, write_torch_atomic
+from data_pipeline.atomic_files import append_json_line, json_lines, write_text_atomic, write_torch_atomic
 from vision_benchmarks.data import ImageData, load_dataset
 from vision_benchmarks.evaluate import knn_top1, lr_factor, make_optimizer
 from vision_benchmarks.methods import build_method
@@ -45,6 +45,7 @@ from vision_benchmarks.models import build_encoder
 
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
+METRICS = "metrics.jsonl"
 SNAPSHOTS = "snapshots"
 #: Keys that may change between a run and its resumption (they do not alter the result).
 RESUME_FREE_KEYS = {
@@ -204,8 +205,16 @@ def _save_snapshot(run_dir: Path, method, epoch: int) -> None:
 
 
 def _log(run_dir: Path, record: dict) -> None:
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_json_line(run_dir / METRICS, record)
+
+
+def _truncate_log(run_dir: Path, epochs: int) -> None:
+    """Drop what ``metrics.jsonl`` holds of epochs after the checkpoint being resumed
+    (they are trained again, and logged again), and lines torn by a killed run."""
+    path = run_dir / METRICS
+    if path.is_file():
+        kept = [record for record in json_lines(path.read_text(), "epoch") if record["epoch"] <= epochs]
+        write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 def pretrain(cfg: dict, run_dir: str | Path, data: ImageData | None = None) -> dict:
@@ -267,6 +276,8 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
         restore_generator(aug_gen, ckpt.get("augment_states", [ckpt["augment_state"]])[ctx.rank],
                           seed=r["seed"] + 1 + ctx.rank, epoch=ckpt["epoch"], say=main, source=run_dir / CHECKPOINT)
         state = {k: ckpt[k] for k in state}
+        if main:
+            _truncate_log(run_dir, state["epoch"])
     elif main:
         t0 = time.perf_counter()
         state["knn_top1_random_init"] = knn_top1(method.encoder.backbone, data, augment, **knn_args)

@@ -37,12 +37,12 @@ from pathlib import Path
 import torch
 
 from protein_care import __version__
-from data_pipeline.atomic_files import write_text_atomic, write_torch_atomic
+from data_pipeline.atomic_files import append_json_line, json_lines, write_text_atomic, write_torch_atomic
 from protein_care.augment import cap_points
 from protein_care.devices import resolve_device
 from protein_care.losses import combined_loss, loss_variant, orbit_similarity
 from protein_care.runs import (
-    CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, append_metric, initial_encoder, metric_records, read_config,
+    CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, initial_encoder, read_config,
     snapshot_path, write_json_atomic,
 )
 from protein_care.training import distributed
@@ -319,7 +319,7 @@ class Trainer:
         record["clouds_per_s"] = steps * self.config["batch_size"] * self.ctx.world_size / max(seconds, 1e-9)
         record["elapsed_s"] = self.elapsed_before + time.perf_counter() - self._start
         if self.ctx.is_main:
-            append_metric(run_dir / METRICS_NAME, record)
+            append_json_line(run_dir / METRICS_NAME, record)
         self._log_sums, self._log_start = {}, time.perf_counter()
         return record
 
@@ -339,7 +339,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines logged after the checkpoint being resumed (they will be redone)."""
     if not path.is_file():
         return
-    kept = [record for record in metric_records(path.read_text()) if record["step"] <= step]  # torn lines go too
+    kept = [record for record in json_lines(path.read_text(), "step") if record["step"] <= step]  # torn lines go too
     write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 

@@ -223,6 +223,21 @@ def test_a_generator_state_from_another_kind_of_device_is_reseeded_with_a_note(t
     assert "reseeded it from run.seed and the epoch" in capsys.readouterr().err
 
 
+def test_a_resumed_run_logs_each_epoch_once(tmp_path, digits):
+    run = tmp_path / "run"
+    pretrain(tiny("digits_care", "run.log_every=1"), run, data=digits)
+    log = run / "metrics.jsonl"
+    before = log.read_text()
+    with open(log, "a") as f:  # what a run killed in its second epoch, before its checkpoint, leaves
+        f.write(json.dumps({"epoch": 2, "step": 3, "loss": 9.0}) + "\n" + '{"epoch": 2, "st')
+    pretrain(tiny("digits_care", "run.log_every=1", "optim.epochs=2"), run, data=digits)
+    records = [json.loads(line) for line in log.read_text().splitlines()]  # every line whole
+    assert log.read_text().startswith(before) and 9.0 not in [r.get("loss") for r in records]
+    steps = [r["step"] for r in records if "step" in r]
+    assert len(steps) == len(set(steps))
+    assert [r["epoch"] for r in records if "seconds" in r and "step" not in r] == [0, 1, 2]  # random init, 2 epochs
+
+
 def test_a_damaged_generator_state_is_an_error_not_a_reseed(tmp_path, digits):
     pretrain(tiny("digits_care"), tmp_path / "run", data=digits)
     ckpt = load_checkpoint(tmp_path / "run")
