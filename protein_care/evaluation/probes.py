@@ -59,10 +59,12 @@ _BASIS = np.array(
 
 def principal_axes(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First principal axis ``(3,)`` and descending covariance eigenvalues ``(3,)`` of
-    one cloud ``(n, 3)`` (centred inside, float64). The axis's sign is arbitrary."""
+    one cloud ``(n, 3)`` (centred inside, float64). The axis's sign is arbitrary. A
+    one-point cloud (``build-dataset --min-points 1`` keeps them) has eigenvalues 0 and
+    an arbitrary axis: :func:`well_defined` leaves it out."""
     x = np.asarray(coords, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != 3 or len(x) < 2:
-        raise ValueError(f"coords must be (n >= 2, 3), got {x.shape}")
+    if x.ndim != 2 or x.shape[1] != 3 or len(x) < 1:
+        raise ValueError(f"coords must be (n >= 1, 3), got {x.shape}")
     x = x - x.mean(axis=0)
     values, vectors = np.linalg.eigh(x.T @ x / len(x))  # ascending
     return vectors[:, -1], values[::-1].copy()

@@ -131,3 +131,20 @@ def test_plot_cli_writes_a_self_contained_html(trained, capsys, tmp_path):
     assert ids[0] in html and "scatter3d" in html
     assert main(["plot", str(run), "--out", str(out), "--ids", "NOT_AN_ID", "--device", "cpu"]) == 2
     assert "NOT_AN_ID" in capsys.readouterr().err
+
+
+def test_a_one_point_cloud_is_evaluated_as_one_without_a_principal_axis(trained, tmp_path):
+    """``build-dataset --min-points 1`` keeps one-residue clouds: they must not stop the
+    evaluation of a split; PC1 angles leave them out (no axis), as they do flat-spectrum clouds."""
+    from data_pipeline.store import PointCloudStore
+    from data_pipeline.store_writer import CloudRecord, write_store
+
+    source = PointCloudStore(trained[0])
+    picked = list(source.split("test"))[:5]
+    records = [CloudRecord(source.ids[i], np.array(source[i]), np.array(source.features(i)), {"split": "test"})
+               for i in picked]
+    records.append(CloudRecord("ONE", np.array([[1.0, 2.0, 3.0]]), np.zeros(1, np.uint8), {"split": "test"}))
+    write_store(records, tmp_path / "with_one_point")
+    result = evaluate_run(trained[1], tmp_path / "with_one_point", split="test", **QUICK)
+    assert result["n_clouds"] == len(picked) + 1
+    assert result["pc1_well_defined_fraction"] <= len(picked) / (len(picked) + 1)
