@@ -219,6 +219,9 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "elapsed_s": self.elapsed_before + (time.perf_counter() - self._start if hasattr(self, "_start") else 0.0),
+            # the loss parts since the last metrics line: a resumed run logs them too
+            "log_sums": {k: float(v) for k, v in self._log_sums.items()},
+            "log_seconds": time.perf_counter() - self._log_start,
         }
 
     def load_state(self, payload: dict) -> None:
@@ -229,6 +232,8 @@ class Trainer:
         self.step, self.epoch = int(payload["step"]), int(payload["epoch"])
         self.batch_in_epoch, self.elapsed_before = int(payload["batch_in_epoch"]), float(payload["elapsed_s"])
         self._pending = (None, [])
+        self._log_sums = dict(payload.get("log_sums", {}))  # checkpoints before they were saved: none
+        self._log_start = time.perf_counter() - float(payload.get("log_seconds", 0.0))
 
     def save(self, run_dir: Path, *, snapshot: bool = False) -> None:
         """Write ``checkpoint.pt`` (and the step's snapshot) on rank 0."""
@@ -275,7 +280,8 @@ class Trainer:
         bar = _progress(total, self.step, enabled=(cfg["progress"] if progress is None else progress) and self.ctx.is_main)
         self._start = time.perf_counter()
         deadline = self._start + 60 * cfg["max_minutes"] if cfg["max_minutes"] else None
-        self._log_sums, self._log_start = {}, time.perf_counter()
+        if not self._log_sums:  # else: resumed mid-window, with the checkpoint's sums and seconds
+            self._log_start = time.perf_counter()
         stopped = False
         while self.step < total and not stopped:
             self.train_one(self.next_views())

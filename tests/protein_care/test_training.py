@@ -173,6 +173,30 @@ def test_resume_mid_epoch_equals_an_uninterrupted_run(store, tmp_path, window, s
     assert [m["step"] for m in read_metrics(broken)] == sorted({*straight_steps, stop})  # + the preempted step's line
 
 
+def test_a_run_killed_between_a_checkpoint_and_a_log_line_logs_the_same_losses(store, tmp_path):
+    """Checkpoint at step 5, log lines every 4 steps, killed at step 7 (no graceful stop):
+    the losses of steps 5 (before the checkpoint) to 8 still make the step-8 line."""
+    tiny = {**TINY, "log_every": 4, "checkpoint_every": 5, "epochs": 4, "snapshots": 0}  # 12 steps
+    straight = tmp_path / "straight"
+    train({**tiny, "out": str(straight)}, store=store)
+    killed = Trainer({**tiny, "out": str(tmp_path / "killed")}, store=store)
+    real_train_one = killed.train_one
+
+    def train_one(views):
+        real_train_one(views)
+        if killed.step == 7:
+            raise KeyboardInterrupt  # as a kill: no last log line, no checkpoint at step 7
+
+    killed.train_one = train_one
+    with pytest.raises(KeyboardInterrupt):
+        killed.run(tmp_path / "killed")
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["step"] == 5
+    train({**tiny, "out": str(tmp_path / "killed"), "resume": True}, store=store)
+    lines = {m["step"]: m for m in read_metrics(tmp_path / "killed")}
+    for m in read_metrics(straight):
+        assert lines[m["step"]]["loss"] == pytest.approx(m["loss"], rel=1e-6), m["step"]
+
+
 def test_resume_refuses_changed_settings_and_fresh_runs_refuse_an_existing_folder(store, tmp_path):
     out = tmp_path / "run"
     train({**TINY, "out": str(out)}, store=store, stop_at_step=2)
