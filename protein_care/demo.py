@@ -18,6 +18,7 @@ import re
 import shutil
 import statistics
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -309,7 +310,7 @@ def run_demo(out, *, pdb_dir=None, store_dir=None, minutes: float = 10.0, steps:
         # the demo's own store: rebuilt when an earlier version built it with other settings
         report = build_store(corpus_sources(Path(source)), store_path, selection="ca", min_points=20,
                              max_points=3000, workers=workers, progress=sys.stderr.isatty(), overwrite=True)
-        log(f"  {report.summary() if hasattr(report, 'summary') else report}")
+        log(textwrap.indent(report.summary(), "  "))
     store = PointCloudStore(store_path)
     batch_size = fit_batch_size(len(store.split("train")))
     runs_dir = out / "runs"

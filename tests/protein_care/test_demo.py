@@ -48,7 +48,7 @@ def test_demo_help_names_the_default_steps(capsys):
 
 
 @pytest.mark.slow
-def test_demo_end_to_end_on_real_structures_then_compare(tmp_path):
+def test_demo_end_to_end_on_real_structures_then_compare(tmp_path, capsys):
     # 80 real BM5 unbound receptors (80 complexes), linked (never copied) into a folder laid out like shared/pdb
     corpus = tmp_path / "pdb" / "BM5-clean"
     corpus.mkdir(parents=True)
@@ -56,6 +56,10 @@ def test_demo_end_to_end_on_real_structures_then_compare(tmp_path):
         (corpus / path.name).symlink_to(path)
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--pdb-dir", str(tmp_path / "pdb"), "--steps", "4", "--device", "cpu"]) == 0
+    said = capsys.readouterr()
+    store_lines = (said.out + said.err).split("[1/4]")[1].split("[2/4]")[0].splitlines()[1:]
+    assert any("clouds written" in line for line in store_lines)
+    assert all(line.startswith("  ") for line in store_lines if line.strip()), store_lines  # the build summary, indented
 
     results = json.loads((out / "results.json").read_text())
     names = [r["name"] for r in results["runs"]]
