@@ -61,6 +61,7 @@ __all__ = ["STATUSES", "FetchResult", "FetchReport", "fetch", "RCSB_FILES_URL", 
 NO_PDB_FORMAT = "no PDB-format file; large entries exist only as mmCIF, use --format cif"
 LOCK_NAME = ".fetch.lock"  # held (flock) by the fetch writing into a cache folder
 _STALE_PART_S = 6 * 3600  # temporary files older than this are litter from killed runs
+THREAD_PREFIX = "fetch-download"  # names the download threads (the CLI's second Ctrl-C looks for them)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,13 @@ def _lock_cache(out_dir: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def _say_in_flight(running: int) -> None:
+    """On Ctrl-C: why the run does not stop at once (the manifest records what is in flight)."""
+    if running:
+        print(f"fetch: interrupted; letting the {running} download(s) in flight finish, so that the manifest "
+              "records them (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
 
 def _remove_stale_parts(out_dir: Path, *, all_of_them: bool) -> None:
@@ -284,16 +292,20 @@ def fetch(
                 manifest.append(result.to_record(root, format))  # as soon as it is decided
                 return result
 
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=THREAD_PREFIX)
             bar = tqdm(total=len(ids), unit="entry", file=sys.stderr, disable=not show)
             not_ok = 0
+            futures = [pool.submit(work, pdb_id) for pdb_id in ids]
             try:
-                for future in as_completed([pool.submit(work, pdb_id) for pdb_id in ids]):
+                for future in as_completed(futures):
                     result = future.result()
                     by_id[result.id] = result
                     not_ok += result.status not in USABLE_STATUSES
                     bar.update(1)
                     bar.set_postfix(not_ok=not_ok, refresh=False)
+            except KeyboardInterrupt:
+                _say_in_flight(sum(f.running() for f in futures))
+                raise
             finally:
                 bar.close()
                 pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: let running ones end

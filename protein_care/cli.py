@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import threading
 
 from protein_care import __version__
 
@@ -56,9 +57,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        if _download_threads_alive():  # a second Ctrl-C while they finish: do not wait for them at exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
     except BrokenPipeError:
         return closed_pipe_exit()
+
+
+def _download_threads_alive() -> bool:
+    """Whether ``fetch-pdb``'s download threads, which the interpreter would wait for at
+    exit, still run (after a second Ctrl-C); every ``finally`` has run by now."""
+    from data_pipeline.fetch import THREAD_PREFIX
+
+    return any(t.is_alive() and t.name.startswith(THREAD_PREFIX) for t in threading.enumerate())
 
 
 def closed_pipe_exit() -> int:

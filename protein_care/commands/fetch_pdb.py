@@ -44,6 +44,8 @@ examples:
 files: DIR/{{ID}}.cif.gz (or .pdb.gz), each verified (gzip CRC, parses, >= 1 atom) and
 written atomically; DIR/manifest.jsonl gets one JSON line per entry and run.
 A re-run skips entries already cached and valid, so an interrupted run can be resumed.
+Ctrl-C lets the downloads in flight finish (the manifest records them); a second Ctrl-C
+stops at once (exit 130).
 
 exit status:
   {EXIT_OK}  every requested entry ended ok or cached

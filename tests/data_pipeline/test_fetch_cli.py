@@ -242,3 +242,37 @@ def test_killed_run_resumes_and_fetches_only_the_rest(tmp_path: Path) -> None:
         assert srv.count("/download/") == len(ids) - len(done)
     assert not list(out.glob(".*.part"))
     assert os.path.getsize(out / MANIFEST_NAME) > 0
+
+
+def test_ctrl_c_waits_for_downloads_in_flight_and_a_second_one_stops_at_once(tmp_path: Path) -> None:
+    import signal
+
+    ids = ["1AKI", "1BNA"]
+    out = tmp_path / "cache"
+    with lb.LoopbackRCSB(max_requests=50) as srv:
+        for pdb_id in ids:
+            srv.add_file(f"{pdb_id}.cif.gz", lb.real_file_bytes(f"{pdb_id}.cif.gz"))
+            srv.add_faults(f"{pdb_id}.cif.gz", lb.Fault("stall", delay=60))  # the body comes in a minute
+        proc = subprocess.Popen(
+            [*FETCH_ONLY_CLI, "fetch-pdb", *ids, "--workers", "2", "--out", str(out), *urls(srv),
+             "--retries", "0", "--timeout", "120"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while srv.count("/download/") < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)  # both downloads are in flight
+            os.killpg(proc.pid, signal.SIGINT)
+            time.sleep(1.0)
+            assert proc.poll() is None  # waiting for the stalled downloads, as it said
+            stopped = time.monotonic()
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert time.monotonic() - stopped < 15  # not the minute of the stall
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "letting the 2 download(s) in flight finish" in err and "Ctrl-C again to stop at once" in err
+    assert not list(out.glob("*.gz"))
