@@ -234,10 +234,10 @@ def build_store(
         per_chain=per_chain, split_fractions=fractions, table=table, split_identity=split_identity,
     )  # fmt: skip
     digest = config_hash(config)
+    remove_stale_temporaries(out)  # first: it may put back a store that a killed build had set aside
     existing = check_target(out, config, digest, table, overwrite, progress)
     if existing is not None:
         return report_existing(existing, digest, time.perf_counter() - t0)
-    remove_stale_temporaries(out)
 
     options = {"selection": selection, "backend": backend, "per_chain": per_chain,
                "chain_sequences": split_identity is not None}  # fmt: skip

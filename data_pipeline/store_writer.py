@@ -3,7 +3,11 @@ next to the target, which is fsynced and renamed into place at :meth:`StoreWrite
 
 A killed or failed write leaves no folder that
 :class:`~data_pipeline.store.PointCloudStore` would accept; a build that died leaves a
-``.<name>.tmp-<pid>-*`` folder that :func:`remove_stale_temporaries` deletes.
+``.<name>.tmp-<pid>-*`` folder that :func:`remove_stale_temporaries` deletes. Replacing a
+store takes two renames (the old store aside into ``.<name>.old-<pid>-*``, the new one in
+its place): a failed second rename puts the old store back, and a process killed between
+the two leaves the old store aside, where :func:`remove_stale_temporaries` finds it and
+puts it back.
 ``entries.jsonl`` is streamed as clouds arrive; splits decided only once all clouds are
 known (:meth:`StoreWriter.set_splits`) rewrite it once, a sequential pass over a small
 file, rather than holding every entry in memory.
@@ -208,15 +212,23 @@ class StoreWriter:
 
 
 def _replace_dir(tmp: Path, out: Path, overwrite: bool) -> None:
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} appeared during the build")
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "store")
+    if not out.exists():
         os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} appeared during the build")
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
+    aside = old / "store"
+    try:
+        os.replace(out, aside)
         os.replace(tmp, out)
+    except BaseException:
+        if aside.exists() and not out.exists():
+            os.replace(aside, out)  # the old store back: a failed write leaves it as it was
+        if not aside.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_store(
@@ -239,18 +251,30 @@ def write_store(
 
 
 def remove_stale_temporaries(out: str | Path) -> list[Path]:
-    """Delete ``.<name>.tmp-<pid>-*`` directories of builds whose process is gone."""
+    """Delete the ``.<name>.tmp-<pid>-*`` and ``.<name>.old-<pid>-*`` folders of writers
+    whose process is gone; an old store set aside by a writer killed before it renamed
+    the new one into place is first put back at ``out`` (when nothing is there)."""
     out = Path(out)
     removed = []
-    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-        try:
-            pid = int(tmp.name[len(f".{out.name}.tmp-") :].split("-")[0])
-            os.kill(pid, 0)
-            continue  # still running
-        except (ValueError, ProcessLookupError):
-            pass
-        except PermissionError:
-            continue
-        shutil.rmtree(tmp, ignore_errors=True)
-        removed.append(tmp)
+    for kind in ("tmp", "old"):
+        prefix = f".{out.name}.{kind}-"
+        for folder in out.parent.glob(f"{prefix}*"):
+            if _writer_alive(folder.name[len(prefix) :].split("-")[0]):
+                continue
+            if kind == "old" and (folder / "store").is_dir() and not out.exists():
+                os.replace(folder / "store", out)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
     return removed
+
+
+def _writer_alive(pid_text: str) -> bool:
+    """Whether the process that named a temporary folder still runs (an unreadable PID,
+    as in folders named before the PID was part of the name, counts as gone)."""
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

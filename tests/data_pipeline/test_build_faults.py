@@ -209,3 +209,37 @@ def test_ctrl_c_stops_a_build_without_worker_tracebacks_or_leftovers(pdb_dir, tm
     assert proc.returncode == 130 and "Traceback" not in err.decode() and "interrupted" in err.decode(), err.decode()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no temporary store left
     assert PointCloudStore(tmp_path / "store", verify=True).meta["config_hash"] == old.config_hash  # untouched
+
+
+def test_a_failed_rename_of_the_new_store_puts_the_old_one_back(bm5, tmp_path, monkeypatch):
+    import data_pipeline.store_writer as store_writer
+
+    old = _build(bm5[:4], tmp_path / "store")
+    real_replace = os.replace
+
+    def replace(src, dst):  # the second rename of the swap, the new store into place, fails
+        if Path(dst) == tmp_path / "store" and ".store.tmp-" in Path(src).name:
+            raise OSError(28, "No space left on device (simulated)")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(store_writer.os, "replace", replace)
+    with pytest.raises(OSError, match="No space left"):
+        _build(bm5, tmp_path / "store", overwrite=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # nothing set aside, nothing half-written
+    store = PointCloudStore(tmp_path / "store", verify=True)
+    assert store.meta["config_hash"] == old.config_hash and len(store) == old.clouds_written
+
+
+def test_an_old_store_set_aside_by_a_killed_build_is_put_back(bm5, tmp_path):
+    import subprocess
+    import sys
+
+    old = _build(bm5[:4], tmp_path / "store")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    aside = tmp_path / f".store.old-{int(gone.stdout)}-x1y2z3"  # killed between its two renames
+    aside.mkdir()
+    os.replace(tmp_path / "store", aside / "store")
+    again = _build(bm5[:4], tmp_path / "store")
+    assert again.status == "up-to-date" and again.config_hash == old.config_hash  # back, and not rebuilt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
