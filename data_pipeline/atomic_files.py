@@ -26,6 +26,25 @@ def temporary_beside(path: Path, suffix: str = ".tmp") -> Path:
     return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}"
 
 
+def process_alive(pid_text: str) -> bool:
+    """Whether the process whose ID a temporary name holds still runs on this machine (an
+    unreadable ID counts as gone; one we may not signal, as alive)."""
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temporary_writer_alive(path: Path) -> bool:
+    """Whether the process that named the temporary file ``path`` (:func:`temporary_beside`:
+    ``.<name>.<pid>.<hex><suffix>``) still runs, so that the file is not litter yet."""
+    parts = Path(path).name.split(".")
+    return len(parts) >= 4 and process_alive(parts[-3])
+
+
 def fsync_dir(folder: Path) -> None:
     """Make renames inside ``folder`` durable (not possible on every platform)."""
     try:

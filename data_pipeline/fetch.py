@@ -54,7 +54,7 @@ from data_pipeline.fetch_manifest import MANIFEST_NAME, USABLE_STATUSES, Manifes
 from data_pipeline.fetch_report import STATUSES, FetchReport, FetchResult
 from data_pipeline.fetch_verify import VerificationError, verify_structure_bytes
 from data_pipeline.rcsb_ids import FORMATS, mirror_candidates, remote_file_name, split_valid_ids
-from data_pipeline.atomic_files import write_bytes_atomic
+from data_pipeline.atomic_files import temporary_writer_alive, write_bytes_atomic
 
 __all__ = ["STATUSES", "FetchResult", "FetchReport", "fetch", "RCSB_FILES_URL", "RCSB_HOLDINGS_URL"]
 
@@ -83,8 +83,10 @@ def _lock_cache(out_dir: Path) -> int | None:
 
     Returns the open descriptor (closing it releases the lock), or ``None``.
 
-    Holding it means no other fetch writes here, so every temporary file is litter from
-    a killed run. Not holding it is fine too: writes are atomic either way.
+    Holding it means no other fetch that took it writes here, so the temporary files of
+    processes that are gone are litter from killed runs (a fetch that started while the
+    lock was held writes without it: its files are kept while it runs). Not holding it is
+    fine too: writes are atomic either way.
     """
     if fcntl is None:
         return None
@@ -105,11 +107,13 @@ def _say_in_flight(running: int) -> None:
 
 
 def _remove_stale_parts(out_dir: Path, *, all_of_them: bool) -> None:
-    """Delete temporary files left by killed runs (all, or only old ones)."""
+    """Delete temporary files left by killed runs: those of writers that are gone (all of
+    them while holding the lock, else only old ones). A fetch that started while another
+    held the lock writes without it, so holding the lock does not make every part litter."""
     cutoff = time.time() - _STALE_PART_S
     for part in out_dir.glob(".*.part"):
         try:
-            if all_of_them or part.stat().st_mtime < cutoff:
+            if not temporary_writer_alive(part) and (all_of_them or part.stat().st_mtime < cutoff):
                 part.unlink()
         except OSError:
             pass

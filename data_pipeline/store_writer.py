@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from data_pipeline.atomic_files import fsync_dir
+from data_pipeline.atomic_files import fsync_dir, process_alive
 from data_pipeline.splits import SPLIT_NAMES, assign_split
 from data_pipeline.store import FORMAT_VERSION, StoreError
 from data_pipeline.store_integrity import seal_files, value_problem
@@ -259,7 +259,7 @@ def remove_stale_temporaries(out: str | Path) -> list[Path]:
     for kind in ("tmp", "old"):
         prefix = f".{out.name}.{kind}-"
         for folder in out.parent.glob(f"{prefix}*"):
-            if _writer_alive(folder.name[len(prefix) :].split("-")[0]):
+            if process_alive(folder.name[len(prefix) :].split("-")[0]):
                 continue
             if kind == "old" and (folder / "store").is_dir() and not out.exists():
                 os.replace(folder / "store", out)
@@ -267,14 +267,3 @@ def remove_stale_temporaries(out: str | Path) -> list[Path]:
             removed.append(folder)
     return removed
 
-
-def _writer_alive(pid_text: str) -> bool:
-    """Whether the process that named a temporary folder still runs (an unreadable PID,
-    as in folders named before the PID was part of the name, counts as gone)."""
-    try:
-        os.kill(int(pid_text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -293,3 +293,19 @@ def test_temporary_files_of_a_concurrent_run_are_left_alone(server, tmp_path: Pa
         os.close(fd)
     run(server, ["1aki"], tmp_path)  # nobody holds it now: leftovers are cleaned
     assert not other_part.exists()
+
+
+def test_a_fetch_that_holds_the_lock_keeps_the_parts_of_writers_that_still_run(server, tmp_path: Path) -> None:
+    """A fetch started while another held the lock writes without it; a third fetch that
+    takes the lock later must not delete what the second one is writing."""
+    import subprocess
+    import sys
+
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    alive_part = tmp_path / f".1BNA.cif.gz.{os.getpid()}.0a1b2c3d.part"  # this process: still writing
+    dead_part = tmp_path / f".1BNA.cif.gz.{gone}.4e5f6a7b.part"  # a killed run's litter
+    for part in (alive_part, dead_part):
+        part.write_bytes(b"\x1f\x8b")
+    run(server, ["1aki"], tmp_path)  # nobody else holds the lock: this run takes it
+    assert alive_part.exists() and not dead_part.exists()
