@@ -39,11 +39,11 @@ def find_structure_files(sources: Sequence[str | Path], missing: list[Path] | No
 
 
 def manifest_files(manifest: str | Path) -> list[Path]:
-    """Usable files of a fetch-pdb ``manifest.jsonl`` (last record per ID, status ok/cached)."""
-    from data_pipeline.fetch_manifest import USABLE_STATUSES, latest_status
+    """Verified files of a fetch-pdb ``manifest.jsonl``, one per ID
+    (:func:`data_pipeline.fetch_manifest.usable_files`)."""
+    from data_pipeline.fetch_manifest import usable_files
 
-    records = latest_status(manifest)
-    return [Path(r["path"]) for r in records.values() if r.get("status") in USABLE_STATUSES and r.get("path")]
+    return usable_files(manifest)
 
 
 def sources_table(paths: Sequence[Path], missing: Sequence[Path] = ()) -> str:

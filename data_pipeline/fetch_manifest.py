@@ -4,7 +4,8 @@ and run, appended (never rewritten), so the history of every run is kept.
 Each line holds ``id``, ``status`` (``ok``, ``cached``, ``missing``, ``obsolete``,
 ``invalid``, ``failed``), ``reason``, ``path`` (relative to the manifest's folder, or
 null), ``bytes``, ``sha256``, ``source``, ``elapsed_s``, ``format`` and ``time`` (UTC,
-ISO 8601). Readers want the *last* line of each ID: :func:`latest_status`.
+ISO 8601). Readers want the *last* line of each ID: :func:`latest_status`; a build wants the
+verified file of each ID, whichever format: :func:`usable_files`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST_NAME", "USABLE_STATUSES", "ManifestWriter", "latest_status"]
+__all__ = ["MANIFEST_NAME", "USABLE_STATUSES", "ManifestWriter", "latest_status", "usable_files"]
 
 MANIFEST_NAME = "manifest.jsonl"
 # Statuses whose ``path`` names a verified file.
@@ -86,14 +87,42 @@ def latest_status(manifest_path: str | Path, *, resolve_paths: bool = True) -> d
     Returns:
         ``{id: record}`` in order of first appearance. Lines that are not complete JSON
         objects with an ``id`` (e.g. a line torn by a killed run) are skipped. A record
-        is usable when ``record["status"] in USABLE_STATUSES``.
+        is usable when ``record["status"] in USABLE_STATUSES``. Runs of the two formats
+        share IDs: :func:`usable_files` is what a build should read.
 
     Example:
         >>> records = latest_status("cache/manifest.jsonl")  # doctest: +SKIP
         >>> paths = [r["path"] for r in records.values() if r["status"] in USABLE_STATUSES]
     """
-    manifest_path = Path(manifest_path)
-    out: dict[str, dict] = {}
+    return {record["id"]: record for record in _records(Path(manifest_path), resolve_paths)}
+
+
+def usable_files(manifest_path: str | Path) -> list[Path]:
+    """The verified file of each ID in a manifest, for a build: of the last record of each
+    format (``format``, else the path's suffix; mmCIF preferred when both are usable), the
+    usable one. A later run of the other format that failed (large entries have no
+    PDB-format file) never hides a verified file, and one entry never gives two files."""
+    last: dict[tuple[str, str], dict] = {}
+    for record in _records(Path(manifest_path), resolve_paths=True):
+        last[record["id"], _format(record)] = record
+    chosen: dict[str, Path] = {}
+    for fmt in ("cif", "pdb"):
+        for (pdb_id, record_format), record in last.items():
+            if record_format == fmt and pdb_id not in chosen and record.get("status") in USABLE_STATUSES:
+                if record.get("path"):
+                    chosen[pdb_id] = Path(record["path"])
+    return list(chosen.values())
+
+
+def _format(record: dict) -> str:
+    fmt = record.get("format")
+    if fmt in ("cif", "pdb"):
+        return fmt
+    return "pdb" if str(record.get("path") or "").endswith((".pdb", ".pdb.gz", ".ent", ".ent.gz")) else "cif"
+
+
+def _records(manifest_path: Path, resolve_paths: bool):
+    """The manifest's whole records, in file order (torn or foreign lines skipped)."""
     with open(manifest_path, "rb") as fh:
         for raw in fh:
             try:
@@ -104,5 +133,4 @@ def latest_status(manifest_path: str | Path, *, resolve_paths: bool = True) -> d
                 continue
             if resolve_paths and record.get("path"):
                 record["path"] = str((manifest_path.parent / record["path"]).resolve())
-            out[record["id"]] = record
-    return out
+            yield record

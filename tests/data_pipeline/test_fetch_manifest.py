@@ -52,3 +52,22 @@ def test_latest_status_keeps_the_last_line_per_id_and_resolves_paths(tmp_path: P
     assert records["1ABC"]["status"] == "ok"
     assert records["1ABC"]["path"] == str((tmp_path / "1ABC.cif.gz").resolve())
     assert latest_status(path, resolve_paths=False)["2XYZ"]["path"] == "2XYZ.cif.gz"
+
+
+def test_usable_files_keep_a_verified_file_whatever_the_other_format_did(tmp_path: Path) -> None:
+    from data_pipeline.build_sources import manifest_files
+    from data_pipeline.fetch_manifest import usable_files
+
+    path = tmp_path / "manifest.jsonl"
+    with ManifestWriter(path) as writer:
+        for pdb_id in ("1BIG", "2TWO", "3CIF", "4OLD"):  # a --format cif run
+            writer.append({"id": pdb_id, "status": "ok", "path": f"{pdb_id}.cif.gz", "format": "cif"})
+        writer.append({"id": "1BIG", "status": "missing", "path": None, "format": "pdb"})  # mmCIF-only entry
+        writer.append({"id": "2TWO", "status": "ok", "path": "2TWO.pdb.gz", "format": "pdb"})  # both formats
+        writer.append({"id": "3CIF", "status": "invalid", "path": None, "format": "cif"})  # its file went bad
+        writer.append({"id": "3CIF", "status": "cached", "path": "3CIF.pdb.gz", "format": "pdb"})
+        writer.append({"id": "5PDB", "status": "ok", "path": "5PDB.pdb.gz"})  # before lines had a format
+    names = [p.name for p in usable_files(path)]
+    assert sorted(names) == ["1BIG.cif.gz", "2TWO.cif.gz", "3CIF.pdb.gz", "4OLD.cif.gz", "5PDB.pdb.gz"]
+    assert manifest_files(path) == usable_files(path)  # what build-dataset --manifest reads
+    assert all(p.is_absolute() for p in usable_files(path))
