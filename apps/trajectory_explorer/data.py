@@ -253,6 +253,8 @@ class ExplorerData:
             raise ExplorerError(f"protein {key!r} is not in the store")
         i = self._position[key]
         coords = np.array(self.store[i], dtype=np.float32)  # copies: store views are read-only
+        if len(coords) == 0:  # a store may hold one (write_store accepts it): nothing to turn
+            raise ExplorerError(f"protein {key!r} has no points in the store")
         features = np.array(self.store.features(i))
         return Protein(key, key, coords, features, "store")
 

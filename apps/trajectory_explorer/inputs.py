@@ -42,10 +42,11 @@ def parse_axis(choice: str | None, text: str | None = None) -> Axis:
         values = []
     if len(values) != 3 or not all(np.isfinite(values)):
         raise ExplorerError(f"custom axis: type three numbers such as 1 1 0, got {text!r}")
-    norm = float(np.linalg.norm(values))
-    if norm == 0.0:
+    largest = max(abs(v) for v in values)
+    if largest == 0.0:
         raise ExplorerError("custom axis: the direction must not be (0, 0, 0)")
-    unit = tuple(round(v / norm, 9) + 0.0 for v in values)  # + 0.0: no negative zero in labels
+    scaled = np.array(values) / largest  # first: the squares of 1e200 or 1e-170 overflow or vanish
+    unit = tuple(round(float(v), 9) + 0.0 for v in scaled / np.linalg.norm(scaled))  # + 0.0: no negative zero
     label = "(" + ", ".join(f"{v:.3g}" for v in unit) + ")"
     return Axis(unit, label)
 

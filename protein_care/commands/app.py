@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import sys
 
 
@@ -28,8 +29,8 @@ def _port(text: str) -> int:
 
 def _positive_mb(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a size in MB > 0, got {text}")
+    if not (math.isfinite(value) and value * 1024 * 1024 >= 1):
+        raise argparse.ArgumentTypeError(f"expected a finite size in MB of at least one byte, got {text}")
     return value
 
 

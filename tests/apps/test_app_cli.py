@@ -27,8 +27,9 @@ def test_app_is_a_subcommand_with_safe_defaults():
     args = build_parser().parse_args(["app", "--runs", "a", "b"])
     assert args.runs == ["a", "b"] and args.host == "127.0.0.1" and args.port == 8050
     assert args.max_upload_mb == 20.0 and args.store is None and args.max_points == 20_000
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["app", "--runs", "a", "--max-upload-mb", "0"])
+    for bad in ("0", "inf", "nan", "1e-9"):  # 1e-9 MB is less than a byte
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["app", "--runs", "a", "--max-upload-mb", bad])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["app"])  # --runs is required
 

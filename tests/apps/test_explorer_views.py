@@ -49,6 +49,8 @@ def test_axis_names_and_custom_directions_parse_to_unit_vectors():
     assert a.spec == pytest.approx((2**-0.5, 2**-0.5, 0.0)) and a.label == "(0.707, 0.707, 0)"
     assert parse_axis("custom", "[2, 2, 0]") == a  # same direction, same cache key
     assert parse_axis("custom", "0,0,-3").spec == (0.0, 0.0, -1.0)
+    for huge_or_tiny in ("1e200 1e200 0", "1e-170 1e-170 0"):  # their squares overflow or vanish
+        assert parse_axis("custom", huge_or_tiny) == a
 
 
 @pytest.mark.parametrize("text", ["", "1 1", "1 1 1 1", "a b c", "1 nan 0", "0 0 0", None])
@@ -362,3 +364,22 @@ def test_a_malformed_metrics_json_is_a_message(data, monkeypatch):
     monkeypatch.setattr(data, "evaluation", lambda key: {"pc1_angle_deg_mean": 3.0, "baseline": "oops"})
     (panel,) = views.evaluation_panel(data, ["0"])
     assert "reading metrics.json failed" in str(panel)
+
+
+def test_a_store_cloud_without_points_is_a_message_not_an_internal_error(tiny_runs, tmp_path):
+    from data_pipeline.store import PointCloudStore
+    from data_pipeline.store_writer import CloudRecord, StoreWriter
+
+    source = PointCloudStore(tiny_runs.store)
+    with StoreWriter(tmp_path / "store") as writer:  # the writer accepts an empty cloud
+        writer.add(CloudRecord("EMPTY", np.zeros((0, 3), np.float32), np.zeros(0, np.uint8), {"split": "train"}))
+        for i in range(3):
+            writer.add(CloudRecord(source.ids[i], np.array(source[i]), np.array(source.features(i)),
+                                   {"split": "train"}))
+        writer.commit({k: v for k, v in source.meta.items() if k != "files"})
+    data = ExplorerData.open(tiny_runs.runs, tmp_path / "store")
+    v = views.render_views(data, ["0"], "EMPTY", "z", "", 8, 1)
+    assert v.error and "protein 'EMPTY' has no points in the store" in v.status
+    download, message, error = views.export_view(data, "traj2d", "html", ["0"], "EMPTY", "z", "", 8, 1)
+    assert error and download is None and "no points" in message
+    assert not views.render_views(data, ["0"], source.ids[0], "z", "", 8, 1).error  # the others still render
