@@ -62,6 +62,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--dim", type=int, default=128)
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.dim < 1:
+        parser.error("--repeats and --dim must be >= 1")
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; d = {args.dim}; median of {args.repeats} runs")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_pipeline.store import PointCloudStore  # noqa: E402
 from protein_care.embedding import embed_clouds  # noqa: E402
 from protein_care.geometry import random_rotations  # noqa: E402
-from protein_care.runs import list_snapshots, load_run  # noqa: E402
+from protein_care.runs import list_snapshots, load_run, read_config  # noqa: E402
 
 
 def blocks(run, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -73,6 +73,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.clouds < 2 or args.poses < 30:
         parser.error("--clouds must be >= 2 and --poses >= 30 (the linear fit has 10 unknowns per cloud)")
+    for run_dir in args.runs:  # every run readable before any work
+        try:
+            read_config(run_dir)
+        except (FileNotFoundError, ValueError) as error:
+            parser.error(str(error))
     store = PointCloudStore(args.store)
     test = [int(i) for i in store.split("test")][: args.clouds]
     coords = [store[i] for i in test for _ in range(args.poses)]

@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return closed_pipe_exit()
+    except OSError as error:  # a file that cannot be read or written: the error names it
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def _download_threads_alive() -> bool:

@@ -59,10 +59,20 @@ def list_snapshots(run_dir) -> list[tuple[int, Path]]:
 
 
 def read_config(run_dir) -> dict:
+    """The run's ``config.json``; ``ValueError`` naming the file when it is not a
+    protein-care run's (a vision-benchmarks run folder also holds a ``config.json``)."""
     path = Path(run_dir) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a protein-care run folder (no {CONFIG_NAME})")
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not (isinstance(config, dict) and {"loss", "encoder", "dim"} <= set(config)):
+        other = " (it is a vision-benchmarks run: use vision-benchmarks)" if isinstance(config, dict) and \
+            "config_file" in config else ""
+        raise ValueError(f"{path}: not the config of a protein-care run{other}")
+    return config
 
 
 def write_json_atomic(obj, path) -> None:
@@ -119,7 +129,11 @@ def load_run(run_dir, device="cpu", *, checkpoint=None) -> Run:
         from protein_care.training.checkpoint import load_checkpoint
 
         payload = load_checkpoint(path)
-        encoder.load_state_dict(payload["model"])
+        try:
+            encoder.load_state_dict(payload["model"])
+        except RuntimeError as error:  # weights of another architecture than config.json describes
+            first = str(error).splitlines()[0]
+            raise ValueError(f"{path}: its weights do not fit the encoder of {run_dir / CONFIG_NAME} ({first})") from None
         step = int(payload.get("step", 0))
     encoder.to(device).eval()
     return Run(encoder, config, step, run_dir, path)

@@ -19,6 +19,33 @@ def arg_error(prog: str, argument: str, message: str) -> int:
     return EXIT_USAGE
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def output_file_problem(path: str | None, flag: str) -> str | None:
+    """Why ``path`` cannot be written as a file (a folder there, or a file where its
+    folder should be), checked before the work that produces it; None when it can."""
+    from pathlib import Path
+
+    if path is None:
+        return None
+    target = Path(path)
+    if target.is_dir():
+        return f"{flag} {path}: a folder, expected a file name"
+    blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return f"{flag} {path}: {blocker} is a file, not a folder"
+    return None
+
+
 def add_progress_argument(parser) -> None:
     """``--progress/--no-progress``; ``None`` (the default) leaves the choice to whether
     stderr is a terminal."""

@@ -36,25 +36,39 @@ def run(args: argparse.Namespace) -> int:
     from protein_care.runs import read_config, write_json_atomic
     from protein_care.trajectories import sample_ids
 
+    if args.steps < 2:
+        print(f"error: --steps {args.steps}: expected an integer >= 2 (0 and 2π are both drawn)", file=sys.stderr)
+        return 2
     named = []
     for item in args.runs:
         name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
         run_dir = Path(path)
         try:
             config = read_config(run_dir)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ValueError) as error:
             print(f"error: RUN {item}: {error}", file=sys.stderr)
             return 2
         named.append((name or run_dir.name, run_dir, config))
     store_path = args.store or named[0][2].get("store")
+    if store_path is None:
+        print(f"error: --store: not given, and {named[0][1]}'s config names no store", file=sys.stderr)
+        return 2
     device = str(resolve_device(args.device))  # a bad --device exits 2 through cli.main
     try:
         store = PointCloudStore(store_path)
     except Exception as error:
         print(f"error: --store {store_path}: {error}", file=sys.stderr)
         return 2
+    unknown = sorted(set(args.ids or ()) - set(store.ids))
+    if unknown:
+        print(f"error: --ids: not in the store {store_path}: {', '.join(unknown[:5])}", file=sys.stderr)
+        return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        print(f"error: --out {out}: a file is in the way (expected a folder)", file=sys.stderr)
+        return 2
     try:
         ids = args.ids or sample_ids(store, 3, seed=args.seed, split="test")
         runs = [collect_run(d, store, name=n, trajectory_ids=ids, out_dir=out, steps=args.steps, device=device,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -38,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from data_pipeline.build import EmptyBuild
     from protein_care.demo import run_demo
 
-    if args.minutes <= 0:
-        print(f"error: --minutes {args.minutes}: expected a positive number", file=sys.stderr)
+    if not (math.isfinite(args.minutes) and args.minutes > 0):
+        print(f"error: --minutes {args.minutes}: expected a positive, finite number", file=sys.stderr)
         return 2
     if args.store and args.pdb_dir:
         print("error: --store and --pdb-dir: give one source, not both", file=sys.stderr)

@@ -13,14 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from protein_care.commands._args import add_device_argument
+from protein_care.commands._args import add_device_argument, at_least, output_file_problem
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+_positive = at_least(1)
 
 
 SPLITS = ("train", "val", "test", "all")
@@ -48,9 +44,9 @@ def add_parser(subparsers) -> None:
                    help="rotation pairs (a, b) for the composition check ρ(b∘a) = ρ(b)ρ(a) (default: 10)")
     p.add_argument("--probe-rotations", type=_positive, default=8,
                    help="random rotations per probe-training cloud (default: 8)")
-    p.add_argument("--probe-clouds", type=_positive, default=256,
+    p.add_argument("--probe-clouds", type=at_least(2), default=256,
                    help="at most this many training clouds fit the PC1 probes (default: 256)")
-    p.add_argument("--max-clouds", type=_positive, default=None, help="evaluate at most this many clouds of the split")
+    p.add_argument("--max-clouds", type=at_least(2), default=None, help="evaluate at most this many clouds of the split")
     p.add_argument("--retrieval-draws", type=_positive, default=3, help="draws of two rotations per cloud (default: 3)")
     p.add_argument("--no-mlp", dest="mlp_probe", action="store_false", help="skip the MLP probe")
     p.add_argument("--no-baseline", dest="include_baseline", action="store_false",
@@ -66,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from protein_care.evaluation.evaluate import METRICS_NAME, evaluate_run, format_table, write_metrics
 
     device = resolve_device(args.device)  # a bad --device exits 2 through cli.main
+    problem = output_file_problem(args.out or str(Path(args.run) / METRICS_NAME), "--out")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     checkpoint = args.checkpoint
     if checkpoint is not None and checkpoint.isdigit():
         checkpoint = int(checkpoint)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from protein_care.commands._args import add_device_argument, add_runs_arguments
+from protein_care.commands._args import add_device_argument, add_runs_arguments, at_least, output_file_problem
 
 
 def add_parser(subparsers) -> None:
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
     add_runs_arguments(p, runs_help="run folders written by protein-care train", out_help="the HTML file to write",
                        store_help="store holding the proteins")
     p.add_argument("--ids", nargs="+", default=None, metavar="ID", help="cloud IDs to plot (default: drawn with --seed)")
-    p.add_argument("--n-proteins", type=int, default=3, help="proteins drawn when --ids is not given (default: 3)")
+    p.add_argument("--n-proteins", type=at_least(1), default=3, help="proteins drawn when --ids is not given (default: 3)")
     p.add_argument("--steps", type=int, default=64, help="angles per axis, 0 and 2π included (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the protein draw (default: 0)")
     p.add_argument("--view", default="2d", choices=("2d", "3d"), help="PCA to 2 or 3 components (default: 2d)")
@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 2:
         print(f"error: --steps must be >= 2, got {args.steps}", file=sys.stderr)
         return 2
+    for path, flag in ((args.out, "--out"), (args.png, "--png")):
+        if problem := output_file_problem(path, flag):
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     try:
         device = resolve_device(args.device)
         checkpoint = int(args.checkpoint) if args.checkpoint and args.checkpoint.isdigit() else args.checkpoint

@@ -76,7 +76,11 @@ def validate(config: dict) -> None:
     need(config["normalization"] in NORMALIZATIONS, "normalization", f"one of {NORMALIZATIONS}")
     need(config["norm_stats"] in NORM_STATS, "norm_stats", f"one of {NORM_STATS}")
     need(config["inv_augment"] in (None, *INV_AUGMENTS), "inv_augment", f"one of {INV_AUGMENTS}")
-    for key in ("epochs", "batch_size", "n_split", "dim", "hidden", "log_every", "checkpoint_every"):
+    for key, value in config.items():  # inf passes the range checks below, NaN fails them all unnamed
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{_flag(key)} {value!r}: expected a finite number")
+    for key in ("epochs", "batch_size", "n_split", "dim", "hidden", "log_every", "checkpoint_every", "phi_layers",
+                "rho_layers", "heads", "set_transformer_blocks", "residue_embedding_dim"):
         need(isinstance(config[key], int) and config[key] >= 1, key, "an integer >= 1")
     need(isinstance(config["snapshots"], int) and config["snapshots"] >= 0, "snapshots", "an integer >= 0")
     need(config["max_steps"] is None or config["max_steps"] >= 1, "max_steps", "an integer >= 1")
