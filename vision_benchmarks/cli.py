@@ -22,17 +22,13 @@ import json
 import sys
 from pathlib import Path
 
-CONFIG_FILE = "config.json"
-
-
 def _run_config(run: Path, overrides) -> dict:
+    """The config of a finished vision run (defaults filled in, ``overrides`` applied);
+    a protein-care run folder is refused by name (:func:`vision_benchmarks.runs.read_run_config`)."""
     from vision_benchmarks.config import apply_overrides, fill_defaults, validate
+    from vision_benchmarks.runs import read_run_config
 
-    path = run / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {run} a folder written by `vision-benchmarks pretrain`?")
-    with open(path) as f:
-        cfg = fill_defaults(json.load(f))
+    cfg = fill_defaults(read_run_config(run))
     apply_overrides(cfg, overrides)
     validate(cfg)
     return cfg
@@ -134,8 +130,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    from vision_benchmarks.runs import check_output_folder
     from vision_benchmarks.sweep import write_sweep
 
+    check_output_folder(args.out, "--out")
     summary = write_sweep(args.runs, args.out)
     for name, path in summary["figures"].items():
         print(f"{name}: {path}")
@@ -144,7 +142,10 @@ def cmd_sweep(args) -> int:
 
 def cmd_report(args) -> int:
     from vision_benchmarks.report import report
+    from vision_benchmarks.runs import check_output_file
 
+    if args.out:
+        check_output_file(args.out, "--out")
     text = report(args.runs)
     if args.out:
         from data_pipeline.atomic_files import write_text_atomic
@@ -156,7 +157,9 @@ def cmd_report(args) -> int:
 
 def cmd_download(args) -> int:
     from vision_benchmarks.data import download_dataset
+    from vision_benchmarks.runs import check_output_folder
 
+    check_output_folder(args.root, "--root")
     download_dataset(args.name, args.root)
     print(f"{args.name} is ready under {args.root}")
     return 0
@@ -228,8 +231,12 @@ def main(argv=None) -> int:
     except (ConfigError, DatasetNotFound, FileNotFoundError, ValueError) as error:
         print(f"vision-benchmarks {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
+    except BrokenPipeError:  # an OSError too: before the clause below
         return closed_pipe_exit()
+    except OSError as error:  # a path the command cannot write or read, e.g. a folder given as a file
+        where = f"{error.filename}: {error.strerror}" if error.filename and error.strerror else error
+        print(f"vision-benchmarks {args.command}: error: {where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"vision-benchmarks {args.command}: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130

@@ -15,6 +15,7 @@ and values of the wrong type are errors that name the key.
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable
@@ -208,6 +209,12 @@ def _check_values(cfg: dict) -> None:
         if not numbers or (length is not None and len(value) != length) or len(value) < fewest:
             shape = f"{length} numbers" if length else "a non-empty list of integers" if fewest else "a list of integers"
             fail(section, key, shape)
+    for section, table in cfg.items():  # every float setting, before any range check (NaN passes `< 0`)
+        for key, value in table.items() if isinstance(table, dict) else ():
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(section, key, "finite")
+            if isinstance(value, list) and not all(math.isfinite(v) for v in value if isinstance(v, float)):
+                fail(section, key, "finite numbers")
     for section, key in AT_LEAST_ONE:
         if cfg[section][key] < 1:
             fail(section, key, "at least 1")

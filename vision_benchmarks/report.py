@@ -54,20 +54,28 @@ def _fmt(value, digits: int = 2) -> str:
 
 
 def load_results(run_dirs) -> list[tuple[str, dict]]:
-    """``(run, results)`` of every folder with a ``results.json``. Folders without one (a
-    run still training, a sweep's output folder, a file) are skipped with one note on
-    stderr; it is an error only when none is left."""
+    """``(run, results)`` of every folder with a readable ``results.json``. Folders without
+    one (a run still training, a sweep's output folder, a file) and damaged ones (not a
+    JSON object) are skipped with one note on stderr each kind; it is an error only when
+    none is left."""
     run_dirs = [str(run) for run in run_dirs]
-    out, skipped = [], []
+    out, skipped, damaged = [], [], []
     for run in run_dirs:
         path = Path(run) / "results.json"
         if not path.is_file():
             skipped.append(run)
             continue
         try:
-            out.append((run, json.loads(path.read_text())))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON ({error})") from None
+            results = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            damaged.append(f"{path} is not valid JSON ({error})")
+            continue
+        if not isinstance(results, dict):
+            damaged.append(f"{path} holds a {type(results).__name__}, not a JSON object")
+            continue
+        out.append((run, results))
+    if not out and damaged:
+        raise ValueError("; ".join(damaged) + (f" (and no results.json in {', '.join(skipped)})" if skipped else ""))
     if not out:
         shown = ", ".join(run_dirs[:5]) + (f" and {len(run_dirs) - 5} more" if len(run_dirs) > 5 else "")
         raise FileNotFoundError(f"no results.json in any of the runs given ({shown or 'none'}): "
@@ -75,6 +83,9 @@ def load_results(run_dirs) -> list[tuple[str, dict]]:
     if skipped:
         print(f"vision-benchmarks: skipping {len(skipped)} folder(s) without results.json (a run still "
               f"training, or not a run folder): {', '.join(skipped)}", file=sys.stderr)
+    if damaged:
+        print(f"vision-benchmarks: skipping {len(damaged)} damaged results.json: {'; '.join(damaged)}",
+              file=sys.stderr)
     return out
 
 

@@ -18,6 +18,7 @@ has one, else the kNN monitor for all of them (the figure's axis says which).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from data_pipeline.atomic_files import write_text_atomic
@@ -41,9 +42,21 @@ def collect(run_dirs) -> list[dict]:
             "run": run, "name": Path(run).name, "dataset": res.get("dataset"), "framework": method.get("framework"),
             "loss": method.get("loss"), "lam": method.get("lam"), "probe": probe.get("mean"),
             "probe_std": probe.get("std", 0.0), "knn": res.get("knn_top1"), "history": res.get("history", []),
-            "evaluation": json.loads(path.read_text()) if path.is_file() else None,
+            "evaluation": _evaluation(path),
         })
     return entries
+
+
+def _evaluation(path: Path) -> dict | None:
+    """A run's evaluation.json, or None without one; a damaged one is left out with a note."""
+    if not path.is_file():
+        return None
+    try:
+        evaluation = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        print(f"vision-benchmarks sweep: leaving out {path}: not valid JSON ({error})", file=sys.stderr)
+        return None
+    return evaluation
 
 
 def evaluated_by_label(entries: list[dict]) -> dict[str, dict]:

@@ -42,6 +42,7 @@ from vision_benchmarks.data import ImageData, load_dataset
 from vision_benchmarks.evaluate import knn_top1, lr_factor, make_optimizer
 from vision_benchmarks.methods import build_method
 from vision_benchmarks.models import build_encoder
+from vision_benchmarks.runs import check_run_folder
 
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
@@ -190,8 +191,26 @@ def drop_stale_measurements(run_dir: Path, results: dict) -> None:
               f"({', '.join(dropped)}): run linear-probe / evaluate again", file=sys.stderr)
 
 
+#: Keys of every checkpoint that ``pretrain`` writes (a protein-care checkpoint.pt lacks most).
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "sampler_state", "augment_state", "epoch",
+                   "knn_top1_random_init", "train_seconds", "history")
+
+
 def load_checkpoint(run_dir: Path, device=None) -> dict:
-    return torch.load(Path(run_dir) / CHECKPOINT, map_location=device or "cpu", weights_only=True)
+    """``RUN/checkpoint.pt``; ValueError naming it when it is not one that ``pretrain`` wrote."""
+    import pickle
+    import zipfile
+
+    path = Path(run_dir) / CHECKPOINT
+    try:
+        ckpt = torch.load(path, map_location=device or "cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]})") from None
+    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt] if isinstance(ckpt, dict) else CHECKPOINT_KEYS
+    if missing:
+        raise ValueError(f"{path} was not written by vision-benchmarks pretrain (it lacks {', '.join(missing)}); "
+                         "use another --out")
+    return ckpt
 
 
 def snapshot_paths(run_dir: Path) -> list[Path]:
@@ -230,6 +249,7 @@ def pretrain(cfg: dict, run_dir: str | Path, data: ImageData | None = None) -> d
 def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed.DistContext) -> dict:
     r, o = cfg["run"], cfg["optim"]
     device, main = ctx.device, ctx.is_main
+    check_run_folder(run_dir)  # on every rank, before the data: a file, or another tool's run folder
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if r["threads"]:

@@ -143,3 +143,70 @@ def test_an_interrupted_pretrain_says_how_it_resumes(tmp_path, capsys, monkeypat
     assert train.load_checkpoint(run)["epoch"] == 1  # what the interrupted epoch left
     assert main(["pretrain", "--config", "digits_care", "--out", str(run), *longer]) == 0
     assert json.loads((run / "results.json").read_text())["epochs"] == 2
+
+
+def _protein_care_run(folder: Path) -> Path:
+    """A run folder as ``protein-care train`` leaves it: a flat config.json and a checkpoint."""
+    import torch
+
+    folder.mkdir()
+    config = {"encoder": "deepset", "store": "store", "length_scale": 25.4, "lam": 0.01, "lr": 0.001, "max_steps": 3}
+    (folder / "config.json").write_text(json.dumps(config))
+    torch.save({"model": {}, "optimizer": {}, "step": 3, "epoch": 0}, folder / "checkpoint.pt")
+    return folder
+
+
+def test_a_protein_care_run_folder_is_refused_naming_it(tmp_path, capsys):
+    run = _protein_care_run(tmp_path / "r0")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for argv in (["pretrain", "--config", "digits_care", "--out", str(run), *_sets(TINY)],
+                 ["evaluate", str(run), "--knn-only"], ["linear-probe", str(run)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{run} holds a protein-care run, not a vision-benchmarks run" in err, err
+        assert len(err.splitlines()) == 1 and "cifar10" not in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing written into it
+
+
+def test_output_paths_of_the_wrong_kind_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import vision_benchmarks.data as data
+    import vision_benchmarks.train as train
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the output path was checked")
+
+    monkeypatch.setattr(train, "load_data", no_work)
+    monkeypatch.setattr(data, "load_dataset", no_work)
+    afile, folder = tmp_path / "afile", tmp_path / "folder"
+    afile.write_text("")
+    folder.mkdir()
+    run = _fake_run(tmp_path / "run", "cifar10", "care", 91.0)
+    for argv, named in ((["pretrain", "--config", "digits_care", "--out", str(afile), *_sets(TINY)], afile),
+                        (["sweep", str(run), "--out", str(afile)], afile),
+                        (["report", str(run), "--out", str(folder)], folder),
+                        (["download", "cifar10", "--root", str(afile)], afile)):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith(f"vision-benchmarks {argv[0]}: error: ") and str(named) in err, err
+        assert len(err.splitlines()) == 1 and out == ""
+    assert afile.read_text() == "" and list(folder.iterdir()) == []
+
+
+def test_an_os_error_is_a_one_line_message_and_a_closed_pipe_still_exits_quietly(tmp_path, capsys, monkeypatch):
+    import protein_care.cli
+    import vision_benchmarks.report as report_module
+
+    def denied(run_dirs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x"))
+
+    monkeypatch.setattr(report_module, "report", denied)
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"vision-benchmarks report: error: {tmp_path / 'x'}: Permission denied\n"
+
+    def closed(run_dirs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(report_module, "report", closed)
+    monkeypatch.setattr(protein_care.cli, "closed_pipe_exit", lambda: 141)  # the real one redirects stdout
+    assert main(["report", str(tmp_path)]) == 141
+    assert capsys.readouterr().err == ""

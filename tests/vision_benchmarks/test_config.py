@@ -3,6 +3,8 @@ and overrides that are checked against the schema."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from vision_benchmarks.config import ConfigError, available_configs, load_config, parse_override
@@ -139,3 +141,20 @@ def test_differing_keys_names_each_changed_key_once_with_unset_for_a_missing_one
                                     ("optim.momentum", UNSET, 0.9), ("run.seed", 0, 1)]
     assert differing_keys(a, b, ignored=lambda key: key.startswith("run.")) == differing_keys(a, b)[:3]
     assert differing_keys(a, a) == [] and repr(UNSET) == "unset"
+
+
+def test_every_float_setting_must_be_finite():
+    from vision_benchmarks.config import _base
+
+    base = _base()[0]
+    keys = [f"{section}.{key}" for section, table in base.items() if isinstance(table, dict)
+            for key, value in table.items() if isinstance(value, float)]
+    assert {"method.lam", "optim.lr", "method.temperature", "moco.momentum"} <= set(keys)
+    for key in keys:
+        for value in ("nan", "inf", "-inf"):
+            with pytest.raises(ConfigError, match=f"^{re.escape(key)} must be finite"):
+                load_config("digits_care", [f"{key}={value}"])
+    for key, value in (("augment.scale", "[nan, 1.0]"), ("augment.jitter", "[0.4, 0.4, inf, 0.1]"),
+                       ("augment.blur_sigma", "[0.1, inf]")):
+        with pytest.raises(ConfigError, match=f"^{re.escape(key)} must be finite numbers"):
+            load_config("digits_care", [f"{key}={value}"])

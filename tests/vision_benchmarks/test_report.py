@@ -102,3 +102,26 @@ def test_report_without_any_results_names_the_arguments(tmp_path, capsys):
     assert "no results.json" in err and str(tmp_path / "training") in err and str(tmp_path / "missing") in err
     with pytest.raises(FileNotFoundError, match="no results.json"):
         load_results([tmp_path / "training"])
+
+
+def test_report_and_sweep_skip_a_damaged_results_json_with_a_note(tmp_path, capsys):
+    good = _run(tmp_path / "c10_care", "cifar10_care", probe=91.5)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "results.json").write_text('{"knn_top1": ')  # as a full disk leaves it
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    (listed / "results.json").write_text("[1, 2]")  # valid JSON, but not a run's results
+    runs = [str(broken), good, str(listed)]
+    assert main(["report", *runs]) == 0
+    out, err = capsys.readouterr()
+    assert "91.50 (-0.42) / 91.92" in out
+    assert len(err.splitlines()) == 1 and "skipping 2 damaged results.json" in err
+    assert str(broken / "results.json") in err and str(listed / "results.json") in err
+    assert main(["sweep", *runs, "--out", str(tmp_path / "sweep")]) == 0
+    assert "skipping 2 damaged results.json" in capsys.readouterr().err
+    assert [run["run"] for run in json.loads((tmp_path / "sweep" / "sweep.json").read_text())["runs"]] == [good]
+    # none usable: an error naming the damaged file
+    assert main(["report", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"{broken / 'results.json'} is not valid JSON" in err

@@ -81,3 +81,14 @@ def test_evaluated_runs_of_one_folder_name_under_different_parents_both_appear(t
     assert labels == ["care (care)", f"care (care) [{runs[1]}]"]
     page = (out / "wahba.html").read_text()
     assert all(label.replace("/", "\\u002f") in page for label in labels)  # plotly writes / as \u002f
+
+
+def test_a_damaged_evaluation_json_is_left_out_with_a_note(tmp_path, capsys):
+    good = _run(tmp_path, "care_good", "care", 0.01, 90.0, evaluated=True)
+    bad = _run(tmp_path, "care_bad", "care", 0.1, 89.0, evaluated=True)
+    (bad / "evaluation.json").write_text('{"label": ')
+    assert main(["sweep", str(good), str(bad), "--out", str(tmp_path / "sweep")]) == 0
+    err = capsys.readouterr().err
+    assert f"leaving out {bad / 'evaluation.json'}: not valid JSON" in err and len(err.splitlines()) == 1
+    runs = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["runs"]
+    assert [r["evaluation_summary"] is None for r in runs] == [False, True]

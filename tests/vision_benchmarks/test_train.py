@@ -263,3 +263,16 @@ def test_sync_bn_in_one_process_says_it_does_nothing_and_training_moves_every_we
     moved = [k for k in init if init[k].is_floating_point() and not torch.equal(init[k], trained[k])]
     floating = [k for k in init if init[k].is_floating_point()]
     assert moved == floating  # every parameter and running statistic changed in training
+
+
+def test_a_checkpoint_not_written_by_pretrain_is_refused_naming_it(tmp_path, digits):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": {}, "optimizer": {}, "step": 3, "epoch": 0}, run / CHECKPOINT)  # protein-care's keys
+    with pytest.raises(ValueError, match=f"{run / CHECKPOINT} was not written by vision-benchmarks pretrain"):
+        pretrain(tiny("digits_care"), run, data=digits)
+    with pytest.raises(ValueError, match="was not written by vision-benchmarks pretrain"):
+        load_checkpoint(run)
+    (run / CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=f"{run / CHECKPOINT} is not a readable checkpoint"):
+        load_checkpoint(run)
