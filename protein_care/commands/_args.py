@@ -19,14 +19,18 @@ def arg_error(prog: str, argument: str, message: str) -> int:
     return EXIT_USAGE
 
 
-def at_least(minimum: int):
-    """An argparse type: an integer >= ``minimum``."""
+def at_least(minimum: int):  # noqa: ANN201
+    """An argparse type: an integer >= ``minimum`` (a non-integer gets the same message)."""
     def parse(text: str) -> int:
-        value = int(text)
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
         return value
 
+    parse.__name__ = f"integer >= {minimum}"
     return parse
 
 

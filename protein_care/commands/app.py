@@ -19,6 +19,8 @@ import errno
 import math
 import sys
 
+from protein_care.commands._args import at_least
+
 
 def _port(text: str) -> int:
     value = int(text)
@@ -31,13 +33,6 @@ def _positive_mb(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value * 1024 * 1024 >= 1):
         raise argparse.ArgumentTypeError(f"expected a finite size in MB of at least one byte, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
     return value
 
 
@@ -58,11 +53,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--port", type=_port, default=8050, help="port to listen on (default: 8050; 0: a free one)")
     p.add_argument("--max-upload-mb", type=_positive_mb, default=20.0,
                    help="largest structure file accepted by the upload (default: 20)")
-    p.add_argument("--max-points", type=_positive_int, default=20_000,
+    p.add_argument("--max-points", type=at_least(1), default=20_000,
                    help="most points (atoms of the store's selection) an uploaded structure may have: the encoders' "
                    "memory grows with the cloud (default: 20000)")
     p.add_argument("--device", default="cpu", help="where the encoders run: cpu (default), auto or cuda[:N]")
-    p.add_argument("--cache-size", type=_positive_int, default=256,
+    p.add_argument("--cache-size", type=at_least(1), default=256,
                    help="trajectories kept in memory, one per run, protein, axis and steps (default: 256)")
     p.set_defaults(func=run)
 

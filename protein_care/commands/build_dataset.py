@@ -17,7 +17,7 @@ from data_pipeline.parse import BACKENDS
 from data_pipeline.splits import check_fractions
 from data_pipeline.store import StoreError
 from data_pipeline.structure import SELECTIONS
-from protein_care.commands._args import EXIT_USAGE, add_progress_argument, arg_error
+from protein_care.commands._args import EXIT_USAGE, add_progress_argument, arg_error, at_least
 
 PROG = "protein-care build-dataset"
 
@@ -51,20 +51,6 @@ exit status:
   {EXIT_USAGE}  bad arguments
   {EXIT_NO_CLOUDS}  no file gave a cloud: nothing written (see STORE.failures.tsv)
 """
-
-
-def _int_at_least(minimum: int):  # noqa: ANN202
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -102,9 +88,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", required=True, metavar="STORE", help="store folder to create")
     what = p.add_argument_group("what to store")
     what.add_argument("--selection", choices=SELECTIONS, default="ca", help="atoms per cloud (default: ca)")
-    what.add_argument("--min-points", type=_int_at_least(1), default=1, metavar="N",
+    what.add_argument("--min-points", type=at_least(1), default=1, metavar="N",
                       help="leave out clouds with fewer points (default: 1)")
-    what.add_argument("--max-points", type=_int_at_least(1), default=None, metavar="N",
+    what.add_argument("--max-points", type=at_least(1), default=None, metavar="N",
                       help="leave out clouds with more points (default: no limit)")
     what.add_argument("--per-chain", action="store_true", help="one cloud per protein chain, not per file")
     what.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
@@ -114,7 +100,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                       "identity (e.g. 0.3) in one split; default: exact duplicates only")
     how = p.add_argument_group("how")
     how.add_argument("--backend", choices=BACKENDS, default="gemmi", help="parser (default: gemmi)")
-    how.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
+    how.add_argument("--workers", type=at_least(1), default=None, metavar="N",
                      help="parser processes (default: number of CPUs)")
     how.add_argument("--overwrite", action="store_true", help="replace a store of another configuration")
     add_progress_argument(how)
