@@ -22,6 +22,14 @@ import json
 import sys
 from pathlib import Path
 
+from protein_care.commands._args import output_file_problem, output_folder_problem
+
+def _check_output(problem: str | None) -> None:
+    """Refuse an output path of the wrong kind before any work (see protein_care.commands._args)."""
+    if problem:
+        raise ValueError(problem)
+
+
 def _run_config(run: Path, overrides) -> dict:
     """The config of a finished vision run (defaults filled in, ``overrides`` applied);
     a protein-care run folder is refused by name (:func:`vision_benchmarks.runs.read_run_config`)."""
@@ -130,10 +138,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from vision_benchmarks.runs import check_output_folder
     from vision_benchmarks.sweep import write_sweep
 
-    check_output_folder(args.out, "--out")
+    _check_output(output_folder_problem(args.out, "--out"))
     summary = write_sweep(args.runs, args.out)
     for name, path in summary["figures"].items():
         print(f"{name}: {path}")
@@ -142,10 +149,8 @@ def cmd_sweep(args) -> int:
 
 def cmd_report(args) -> int:
     from vision_benchmarks.report import report
-    from vision_benchmarks.runs import check_output_file
 
-    if args.out:
-        check_output_file(args.out, "--out")
+    _check_output(output_file_problem(args.out, "--out"))
     text = report(args.runs)
     if args.out:
         from data_pipeline.atomic_files import write_text_atomic
@@ -157,9 +162,8 @@ def cmd_report(args) -> int:
 
 def cmd_download(args) -> int:
     from vision_benchmarks.data import download_dataset
-    from vision_benchmarks.runs import check_output_folder
 
-    check_output_folder(args.root, "--root")
+    _check_output(output_folder_problem(args.root, "--root"))
     download_dataset(args.name, args.root)
     print(f"{args.name} is ready under {args.root}")
     return 0

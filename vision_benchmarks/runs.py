@@ -1,11 +1,11 @@
-"""Run folders of ``vision-benchmarks pretrain`` and the command's output paths.
+"""Run folders of ``vision-benchmarks pretrain``.
 
 A vision run's ``config.json`` is the resolved config (sections ``run``, ``method``,
 ``optim``...); a protein-care run folder holds a flat ``config.json`` (``encoder``,
 ``store``, ``length_scale``...) and its own ``checkpoint.pt``. :func:`read_run_config`
 tells them apart, so that a folder of the other tool is one clear error, never defaults
-filled into a foreign config. The ``check_*`` functions refuse an output path of the
-wrong kind (a file where a folder is written, and the reverse) before any work starts.
+filled into a foreign config; :func:`check_run_folder` refuses a ``pretrain --out`` of
+the wrong kind before any work starts. (The other output paths: ``protein_care.commands._args``.)
 """
 
 from __future__ import annotations
@@ -55,15 +55,3 @@ def check_run_folder(run: str | Path) -> None:
         raise ValueError(f"{run} is a file, not a run folder (use another --out)")
     if (run / CONFIG_FILE).exists():
         read_run_config(run)
-
-
-def check_output_folder(path: str | Path, option: str) -> None:
-    """Refuse a folder argument that names an existing file."""
-    if Path(path).exists() and not Path(path).is_dir():
-        raise ValueError(f"{option} {path} is a file; it must be a folder (or a path that does not exist yet)")
-
-
-def check_output_file(path: str | Path, option: str) -> None:
-    """Refuse a file argument that names an existing folder."""
-    if Path(path).is_dir():
-        raise ValueError(f"{option} {path} is a folder; it must be a file name")

@@ -50,6 +50,17 @@ def output_file_problem(path: str | None, flag: str) -> str | None:
     return None
 
 
+def output_folder_problem(path: str | None, flag: str) -> str | None:
+    """Why ``path`` cannot be used as an output folder (a file there, or above it); None
+    when it can (it may not exist yet)."""
+    from pathlib import Path
+
+    if path is None:
+        return None
+    blocker = next((p for p in (Path(path), *Path(path).parents) if p.exists() and not p.is_dir()), None)
+    return None if blocker is None else f"{flag} {path}: a file is in the way ({blocker} is a file, not a folder)"
+
+
 def add_progress_argument(parser) -> None:
     """``--progress/--no-progress``; ``None`` (the default) leaves the choice to whether
     stderr is a terminal."""

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from protein_care.commands._args import add_device_argument, add_runs_arguments
+from protein_care.commands._args import add_device_argument, add_runs_arguments, output_folder_problem
 
 
 def add_parser(subparsers) -> None:
@@ -63,12 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: --ids: not in the store {store_path}: {', '.join(unknown[:5])}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        print(f"error: --out {out}: a file is in the way (expected a folder)", file=sys.stderr)
+    if problem := output_folder_problem(args.out, "--out"):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     try:
         ids = args.ids or sample_ids(store, 3, seed=args.seed, split="test")
         runs = [collect_run(d, store, name=n, trajectory_ids=ids, out_dir=out, steps=args.steps, device=device,
