@@ -137,7 +137,7 @@ def load_digits_data() -> ImageData:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    from vision_benchmarks.augment import resize
+    from vision_benchmarks.geometric import resize
 
     bunch = load_digits()
     small = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0  # (N, 1, 8, 8)
