@@ -46,3 +46,9 @@ def device_busy_ms(fn, device: torch.device, repeats: int = 3) -> float | None:
     busy_us = sum(event.time_range.elapsed_us() for event in prof.events()
                   if event.device_type == torch.autograd.DeviceType.CUDA)
     return busy_us / repeats / 1e3
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op elsewhere."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
