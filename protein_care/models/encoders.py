@@ -28,12 +28,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import aggr
 
 from protein_care.models.features import PointFeatures
 from protein_care.options import EMBEDDINGS, ENCODERS, MODEL_DEFAULTS, NORMS, POOLS, SPLIT_TRUNKS
+from protein_care.precision import full_precision_head
 
 
 
@@ -127,7 +127,7 @@ class SetEncoder(Encoder):
         self.config = dict(config or {})
 
     def forward(self, pos: Tensor, x: Tensor | None, batch: Tensor, num_graphs: int, views: int = 1) -> Tensor:
-        return F.normalize(self.head(self.trunk(pos, x, batch, num_graphs, views)), dim=1)  # (B, dim)
+        return full_precision_head(self.head, self.trunk(pos, x, batch, num_graphs, views))  # (B, dim), float32
 
 
 class SplitEncoder(Encoder):
@@ -180,8 +180,8 @@ class SplitEncoder(Encoder):
             return self._blocks_of_parts(pos, x, batch, num_graphs, split_at, views)
         h = self.trunk(pos, x, batch, num_graphs, views)
         h_b = h if self.trunk_b is None else self.trunk_b(pos, x, batch, num_graphs, views)
-        z_a = F.normalize(self.head_a(h), dim=1)  # (B, dim/2), invariant block
-        z_b = F.normalize(self.head_b(h_b), dim=1)  # (B, dim/2), equivariant block
+        z_a = full_precision_head(self.head_a, h)  # (B, dim/2), invariant block
+        z_b = full_precision_head(self.head_b, h_b)  # (B, dim/2), equivariant block
         if blocks:
             return z_a, z_b
         s = self.pose_weight
@@ -190,13 +190,13 @@ class SplitEncoder(Encoder):
     def _blocks_of_parts(self, pos, x, batch, num_graphs: int, split_at: int, views: int = 1):
         if self.trunk_b is None:  # one trunk over all clouds
             h = self.trunk(pos, x, batch, num_graphs, views)
-            return F.normalize(self.head_a(h[:split_at]), dim=1), F.normalize(self.head_b(h[split_at:]), dim=1)
+            return full_precision_head(self.head_a, h[:split_at]), full_precision_head(self.head_b, h[split_at:])
         first = batch < split_at  # clouds are stacked in order, so this is a prefix of the points
         x_a, x_b = (None, None) if x is None else (x[first], x[~first])
         views_a = views * split_at // num_graphs if views > 1 else 1  # the views each block holds
         h_a = self.trunk(pos[first], x_a, batch[first], split_at, views_a)
         h_b = self.trunk_b(pos[~first], x_b, batch[~first] - split_at, num_graphs - split_at, max(1, views - views_a))
-        return F.normalize(self.head_a(h_a), dim=1), F.normalize(self.head_b(h_b), dim=1)
+        return full_precision_head(self.head_a, h_a), full_precision_head(self.head_b, h_b)
 
 
 

@@ -187,3 +187,18 @@ def test_split_blocks_take_per_view_statistics_of_their_own_views(trunks):
     blocks = [reference(p, f, b, 6, blocks=True) for p, f, b in parts]
     torch.testing.assert_close(z_a, torch.cat([blocks[0][0], blocks[1][0]]))
     torch.testing.assert_close(z_b, torch.cat([blocks[2][1], blocks[3][1]]))
+
+
+@pytest.mark.parametrize("embedding", ["single", "split"])
+def test_embeddings_are_float32_unit_rows_under_bf16_autocast(embedding):
+    """The head and the normalisation leave autocast (protein_care.precision): rounding z
+    to bf16 put a ~1e-4 floor under L_equi, where float32 gives ~1e-9."""
+    model = make("deepset", embedding=embedding)
+    pos, x, batch = random_batch([30, 40, 25, 35])
+    exact = model(pos, x, batch, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = model(pos, x, batch, 4)
+        blocks = model(pos, x, batch, 4, blocks=True) if embedding == "split" else (z,)
+    assert z.dtype == torch.float32 and all(b.dtype == torch.float32 for b in blocks)
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(4), atol=1e-6, rtol=0)
+    torch.testing.assert_close(z, exact, atol=0.05, rtol=0)  # only the trunk was rounded
