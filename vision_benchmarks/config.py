@@ -177,6 +177,9 @@ class _Unset:
 UNSET = _Unset()
 
 
+#: ``optim.schedule`` / ``probe.schedule`` (:func:`vision_benchmarks.evaluate.lr_factor`).
+SCHEDULES = ("constant", "cosine", "cosine-epoch", "step")
+
 #: Counts that must be at least 1, and those that may be 0 (0 means "off" or "all").
 AT_LEAST_ONE = (("run", "checkpoint_every"), ("model", "width"), ("model", "hidden_dim"), ("model", "proj_dim"),
                 ("method", "n_split"), ("moco", "queue_size"), ("moco", "key_bn_splits"), ("augment", "size"),
@@ -245,6 +248,7 @@ def validate(cfg: dict) -> None:
     """Cross-field checks that the schema's types cannot express."""
     from protein_care.losses import LOSS_VARIANTS
     from vision_benchmarks.methods import PASSES
+    from vision_benchmarks.models import HEAD_KINDS
 
     _check_values(cfg)
     method = cfg["method"]
@@ -267,8 +271,8 @@ def validate(cfg: dict) -> None:
         )
     for section, key, choices in (
         ("optim", "optimizer", ("adam", "sgd")), ("probe", "optimizer", ("adam", "sgd")),
-        ("optim", "schedule", ("constant", "cosine", "step")), ("probe", "schedule", ("constant", "cosine", "step")),
-        ("method", "equiv_views", ("per-chunk", "release")), ("method", "normalization", ("release", "pair_mean")),
+        ("optim", "schedule", SCHEDULES), ("probe", "schedule", SCHEDULES),
+        ("model", "head", HEAD_KINDS), ("method", "equiv_views", ("per-chunk", "release")), ("method", "normalization", ("release", "pair_mean")),
         ("method", "passes", PASSES),
         ("measure", "space", ("projection", "backbone")), ("measure", "flowers_space", ("projection", "backbone")),
         ("measure", "flowers_split", ("train", "val", "test")), ("augment", "blur_impl", ("torchvision", "cv2")),

@@ -87,10 +87,17 @@ def knn_top1(backbone: nn.Module, data, augment: BatchAugment, *, k: int = 200, 
 
 
 def lr_factor(schedule: str, progress: float, *, warmup: float = 0.0, milestones=(), gamma: float = 0.1,
-              epoch: float = 0.0) -> float:
+              epoch: float = 0.0, epochs: int = 0) -> float:
     """Learning-rate multiplier. ``progress`` ∈ [0, 1] is the fraction of training done and
     ``warmup`` the warm-up fraction (release ``adjust_learning_rate``: linear from 0, then
-    cosine to 0); ``step`` multiplies by ``gamma`` at each milestone epoch passed."""
+    cosine to 0, per step); ``cosine-epoch`` is the same curve changed once per epoch, at
+    ``epoch / epochs`` (the MoCo code of the release's ImageNet100 runs:
+    lr · ½(1 + cos(π · epoch / epochs))); ``step`` multiplies by ``gamma`` at each
+    milestone epoch passed."""
+    if schedule == "cosine-epoch":
+        if epochs < 1:
+            raise ValueError(f"the cosine-epoch schedule needs the number of epochs, got {epochs}")
+        schedule, progress = "cosine", int(epoch) / epochs
     if schedule == "constant":
         return 1.0
     if schedule == "step":
@@ -130,7 +137,7 @@ def linear_probe(backbone: nn.Module, data, augment: BatchAugment, probe: dict, 
         epoch_iter = tqdm(epoch_iter, desc=f"linear probe seed {seed}", leave=False)
     for epoch in epoch_iter:
         factor = lr_factor(probe["schedule"], epoch / epochs, milestones=probe["milestones"],
-                           gamma=probe["gamma"], epoch=epoch)
+                           gamma=probe["gamma"], epoch=epoch, epochs=epochs)
         for group in optimizer.param_groups:
             group["lr"] = probe["lr"] * factor
         feats = train_feats

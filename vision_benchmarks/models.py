@@ -5,8 +5,11 @@
   dropped: the backbone returns the flattened average-pooled feature (512 or 2048).
   ``width`` < 64 builds the same architecture with narrower stages (64·2^k → width·2^k)
   from torchvision's own block builder, for tests and CPU runs.
-- :class:`ProjectionHead`: Linear(feat, 512, bias=False) → BN → ReLU → Linear(512, d),
-  d = 128 (or 2 for the S¹ experiment).
+- :class:`ProjectionHead`: ``kind = "bn"``, the CIFAR/STL10 release's head,
+  Linear(feat, 512, bias=False) → BN → ReLU → Linear(512, d), d = 128 (or 2 for the S¹
+  experiment); ``kind = "mlp"``, the MoCo-v2 head of its ImageNet100 code
+  (``imagenet100/model/builder.py``, for SimCLR and MoCo alike), Linear(feat, 2048) →
+  ReLU → Linear(2048, d) with biases and no BatchNorm.
 - :class:`Encoder`: ``(h, z)`` with ``h = backbone(x)`` and ``z = head(h)``; both are
   L2-normalised by the caller (:meth:`Encoder.embed`) exactly as the release's forward.
 """
@@ -18,6 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet
 from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from protein_care.precision import full_precision_head
 
 ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
 
@@ -61,19 +66,25 @@ def resnet_backbone(arch: str = "resnet18", *, cifar_stem: bool = True, width: i
     return model
 
 
-class ProjectionHead(nn.Module):
-    """Linear(in, hidden, bias=False) → BatchNorm1d → ReLU → Linear(hidden, out)."""
+#: ``model.head``: the release's two projection heads (see the module docstring).
+HEAD_KINDS = ("bn", "mlp")
 
-    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 128):
+
+class ProjectionHead(nn.Module):
+    """``bn``: Linear(in, hidden, bias=False) → BatchNorm1d → ReLU → Linear(hidden, out);
+    ``mlp``: Linear(in, hidden) → ReLU → Linear(hidden, out)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 128, kind: str = "bn"):
         super().__init__()
         if out_dim < 1:
             raise ValueError(f"out_dim must be >= 1, got {out_dim}")
-        self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim, bias=False),
-            nn.BatchNorm1d(hidden_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, out_dim),
-        )
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"unknown head {kind!r}; choose one of {HEAD_KINDS}")
+        if kind == "bn":
+            layers = [nn.Linear(in_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim)]
+        else:
+            layers = [nn.Linear(in_dim, hidden_dim)]
+        self.net = nn.Sequential(*layers, nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
 
     def forward(self, h: Tensor) -> Tensor:
         return self.net(h)
@@ -90,7 +101,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.backbone(x)
-        return h, self.head(h)
+        return h, full_precision_head(self.head, h, normalize=False)  # float32 even under autocast
 
     def embed(self, x: Tensor) -> Tensor:
         """z = f(x) / ‖f(x)‖ ∈ S^{d−1}, in float32."""
@@ -103,7 +114,7 @@ class Encoder(nn.Module):
 
 
 def build_encoder(arch: str = "resnet18", *, cifar_stem: bool = True, width: int = 64,
-                  hidden_dim: int = 512, proj_dim: int = 128) -> Encoder:
+                  hidden_dim: int = 512, proj_dim: int = 128, head: str = "bn") -> Encoder:
     """The release's network: :func:`resnet_backbone` + :class:`ProjectionHead`."""
     backbone = resnet_backbone(arch, cifar_stem=cifar_stem, width=width)
-    return Encoder(backbone, ProjectionHead(backbone.feature_dim, hidden_dim, proj_dim))
+    return Encoder(backbone, ProjectionHead(backbone.feature_dim, hidden_dim, proj_dim, head))

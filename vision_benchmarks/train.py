@@ -100,7 +100,7 @@ def build_all(cfg: dict, data: ImageData, device: torch.device, world_size: int 
     torch.manual_seed(cfg["run"]["seed"])
     m = cfg["model"]
     encoder = build_encoder(m["arch"], cifar_stem=m["cifar_stem"], width=m["width"],
-                            hidden_dim=m["hidden_dim"], proj_dim=m["proj_dim"])
+                            hidden_dim=m["hidden_dim"], proj_dim=m["proj_dim"], head=m["head"])
     method = build_method(cfg, encoder).to(device)
     if cfg["run"]["channels_last"]:
         method = method.to(memory_format=torch.channels_last)
@@ -148,7 +148,7 @@ def check_epochs(saved: dict, cfg: dict, trained: int, run_dir: Path) -> None:
     if now < trained:
         raise ValueError(f"{run_dir} has trained {trained} epochs; optim.epochs={now} cannot undo them "
                          "(use another --out)")
-    if now != before and cfg["optim"]["schedule"] == "cosine":
+    if now != before and cfg["optim"]["schedule"].startswith("cosine"):
         raise ValueError(f"{run_dir}: optim.epochs {before} -> {now} would restart its cosine learning-rate schedule "
                          f"(which decays over optim.epochs) in mid-run; train {now} epochs in a new run (another --out)")
 
@@ -261,7 +261,7 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
         method.encoder = distributed.convert_sync_batchnorm(method.encoder, device)
     elif r["sync_bn"] and main:  # one process (no torchrun, or torchrun with one process): plain BatchNorm
         print("vision-benchmarks pretrain: run.sync_bn = true has no effect in a single process "
-              "(no DistributedDataParallel, no SyncBatchNorm)", file=sys.stderr)
+              "(its BatchNorm already normalises over the whole batch)", file=sys.stderr)
     forward = distributed.wrap_ddp(method.encoder, ctx)  # the encoder itself in one process
     if r["compile"]:
         forward = torch.compile(forward)
@@ -330,7 +330,7 @@ def _pretrain(cfg: dict, run_dir: Path, data: ImageData | None, ctx: distributed
         for step, x in zip(steps, inputs):
             global_step = epoch * steps_per_epoch + step
             factor = lr_factor(o["schedule"], global_step / total_steps, warmup=warmup,
-                               milestones=o["milestones"], gamma=o["gamma"], epoch=epoch)
+                               milestones=o["milestones"], gamma=o["gamma"], epoch=epoch, epochs=o["epochs"])
             for group in optimizer.param_groups:
                 group["lr"] = o["lr"] * factor
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):

@@ -53,6 +53,20 @@ def test_imagenet100_takes_the_per_framework_values():
     assert [m["equiv_batch_size"] // m["n_split"] for m in (simclr, moco)] == [8, 4]  # the release's chunk sizes
 
 
+def test_imagenet100_follows_the_releases_moco_code_for_head_schedule_and_sync_bn():
+    """release imagenet100/: MoCo-v2's MLP head and per-epoch cosine for every cell,
+    SyncBatchNorm only where the equivariance loss trains; CIFAR/STL10 keep the BN head."""
+    for method in ("simclr", "moco", "care", "care-moco"):
+        cfg = load_config(f"imagenet100_{method}")
+        assert (cfg["model"]["head"], cfg["model"]["hidden_dim"], cfg["model"]["proj_dim"]) == ("mlp", 2048, 128)
+        assert cfg["optim"]["schedule"] == "cosine-epoch"
+        assert cfg["run"]["sync_bn"] is (method.startswith("care"))
+        other = load_config(f"cifar10_{method}")
+        assert (other["model"]["head"], other["model"]["hidden_dim"], other["run"]["sync_bn"]) == ("bn", 512, False)
+    with pytest.raises(ConfigError, match=r"model.head must be one of \('bn', 'mlp'\), got 'linear'"):
+        load_config("cifar10_care", ["model.head=linear"])
+
+
 @pytest.mark.parametrize("name", ["cifar10_care", "imagenet100_care", "stl10_simclr"])
 def test_choosing_moco_with_set_takes_the_moco_table_as_the_moco_config_does(name):
     chosen = load_config(name, ["method.framework=moco"])

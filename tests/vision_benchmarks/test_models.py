@@ -48,6 +48,20 @@ def test_projection_head_is_linear_bn_relu_linear():
     assert layers[0].in_features == 64 and layers[3].out_features == 128
 
 
+def test_mlp_head_is_the_moco_v2_head_linear_relu_linear_with_biases_and_no_batchnorm():
+    head = ProjectionHead(64, 2048, 128, kind="mlp")
+    layers = list(head.net)
+    assert [type(m) for m in layers] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert layers[0].bias is not None and (layers[0].in_features, layers[0].out_features) == (64, 2048)
+    assert (layers[2].in_features, layers[2].out_features) == (2048, 128)
+    enc = build_encoder("resnet50", cifar_stem=False, width=4, hidden_dim=2048, head="mlp").train()
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in enc.head.modules())
+    h = torch.randn(4, enc.backbone.feature_dim)  # no BatchNorm: in train mode a row's projection ignores the batch
+    torch.testing.assert_close(enc.head(h)[:1], enc.head(h[:1]))
+    with pytest.raises(ValueError, match="unknown head 'linear'"):
+        ProjectionHead(64, kind="linear")
+
+
 @pytest.mark.parametrize("proj_dim", [128, 2])
 def test_encoder_embeddings_lie_on_the_unit_sphere(proj_dim):
     enc = build_encoder("resnet18", width=4, proj_dim=proj_dim)
@@ -73,3 +87,12 @@ def test_bad_arguments_are_rejected():
         resnet_backbone("vgg11")
     with pytest.raises(ValueError, match="width"):
         resnet_backbone("resnet18", width=0)
+
+
+@pytest.mark.parametrize("head", ["bn", "mlp"])
+def test_projection_is_float32_under_bf16_autocast(head):
+    enc = build_encoder("resnet18", width=4, head=head).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h, z = enc(x)
+    assert h.dtype == torch.bfloat16 and z.dtype == torch.float32

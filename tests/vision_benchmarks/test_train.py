@@ -168,6 +168,12 @@ def test_cosine_schedule_matches_the_release_formula():
     for step in (0, 5, 10, 40, 99):
         expected = step / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
         assert lr_factor("cosine", step / total, warmup=warm / total) == pytest.approx(expected)
+    # release imagenet100 (MoCo's adjust_learning_rate): lr·0.5·(1 + cos(π·epoch/epochs)), once per epoch
+    for epoch, progress in ((0, 0.004), (100, 0.5), (100, 0.504), (199, 0.999)):
+        expected = 0.5 * (1 + math.cos(math.pi * epoch / 200))
+        assert lr_factor("cosine-epoch", progress, epoch=epoch, epochs=200) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="cosine-epoch schedule needs the number of epochs"):
+        lr_factor("cosine-epoch", 0.5, epoch=3)
     assert lr_factor("step", 0.0, milestones=[30, 40], epoch=35) == pytest.approx(0.1)
     assert lr_factor("constant", 0.7) == 1.0
 
@@ -207,6 +213,10 @@ def test_extending_is_refused_where_it_would_restart_the_cosine_schedule_or_undo
     pretrain(tiny("digits_care", "optim.schedule=cosine"), tmp_path / "cosine", data=digits)
     with pytest.raises(ValueError, match=r"optim.epochs 1 -> 2 would restart its cosine"):
         pretrain(tiny("digits_care", "optim.schedule=cosine", "optim.epochs=2"), tmp_path / "cosine", data=digits)
+    pretrain(tiny("digits_care", "optim.schedule=cosine-epoch"), tmp_path / "cosine-epoch", data=digits)
+    with pytest.raises(ValueError, match=r"optim.epochs 1 -> 3 would restart its cosine"):
+        pretrain(tiny("digits_care", "optim.schedule=cosine-epoch", "optim.epochs=3"), tmp_path / "cosine-epoch",
+                 data=digits)
     pretrain(tiny("digits_care", "optim.epochs=2"), tmp_path / "constant", data=digits)
     with pytest.raises(ValueError, match="has trained 2 epochs; optim.epochs=1 cannot undo them"):
         pretrain(tiny("digits_care", "optim.epochs=1"), tmp_path / "constant", data=digits)
