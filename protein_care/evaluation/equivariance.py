@@ -83,13 +83,17 @@ def composition_errors(F: Tensor, F_a: Tensor, F_b: Tensor, F_ba: Tensor) -> np.
     The set determines each R only when its embeddings span the space (rank d, so
     n ≥ d clouds): otherwise R is arbitrary outside their span and the difference
     measures that, not the encoder (an exactly equivariant embedding of 121 clouds in
-    128 dimensions scores ~0.5). Then every entry is NaN (reported as None).
+    128 dimensions scores ~0.5). Then every entry is NaN (reported as None). The rank
+    is the numerical rank at the precision the embeddings were computed in (singular
+    values above max(n, d) · ε of F's dtype times the largest): float32 rounding alone
+    would make any float32 set look full-rank in float64.
 
     Args:
         F: ``(n, d)``; F_a, F_b, F_ba: ``(K, n, d)``, embeddings under a_k, b_k and
             b_k∘a_k (a applied first: coordinates rotated by R_b R_a).
     """
-    if int(torch.linalg.matrix_rank(F.double())) < F.shape[1]:
+    eps = torch.finfo(F.dtype if F.dtype.is_floating_point else torch.float64).eps
+    if int(torch.linalg.matrix_rank(F.double(), rtol=max(F.shape) * eps)) < F.shape[1]:
         return np.full(F_a.shape[0], np.nan)
     base = F.double().expand_as(F_a)
     r_a = solve_wahba(base, F_a.double())

@@ -88,6 +88,24 @@ def test_composition_is_undefined_when_the_set_does_not_span_the_embedding_space
     assert np.isnan(composition_errors(*embed(10))).all()  # n < d: R is free outside span(F)
 
 
+def test_composition_is_undefined_for_a_float32_set_of_lower_rank_than_its_dimension():
+    """float32 rounding spreads a rank-6 set over all 12 dimensions at ~1e-7: that is
+    not a span that determines R (it gave errors near 1 for an exact representation)."""
+    gen = torch.Generator().manual_seed(1)
+    a, b = random_rotations(2, generator=gen, dtype=torch.float64)
+    basis, _ = torch.linalg.qr(torch.randn(12, 6, generator=gen, dtype=torch.float64))  # a 6-dim subspace
+    def blocks(r):
+        return torch.block_diag(r, r)
+    F6 = torch.randn(200, 6, generator=gen, dtype=torch.float64)
+    def embed(q):  # exactly equivariant inside the subspace, rounded to float32 as embed_clouds returns
+        return ((F6 @ q.T) @ basis.T).float()
+    F, Fa, Fb, Fba = embed(torch.eye(6, dtype=torch.float64)), embed(blocks(a)), embed(blocks(b)), embed(blocks(b @ a))
+    assert int(torch.linalg.matrix_rank(F.double())) == 12  # float64's tolerance sees full rank
+    assert np.isnan(composition_errors(F, Fa[None], Fb[None], Fba[None])).all()
+    full = torch.randn(200, 12, generator=gen).float()  # a float32 set that does span R^12 stays measured
+    assert composition_errors(full, full[None], full[None], full[None]).max() < 1e-6
+
+
 def test_retrieval_is_perfect_for_an_invariant_injective_encoder_and_chance_for_a_constant_one():
     g = torch.Generator().manual_seed(0)
     n = len(CLOUDS)
