@@ -204,7 +204,8 @@ def wahba_error(F: Tensor, Fa: Tensor, *, normalized: bool = False, **solve_kwar
     Batched over leading dimensions; returns a tensor of shape ``F.shape[:-2]``.
     """
     rotation = solve_wahba(F, Fa, **solve_kwargs)
-    work = torch.float64 if solve_kwargs.get("compute_dtype", torch.float64) == torch.float64 else torch.float32
+    work = solve_kwargs.get("compute_dtype", torch.float64)  # as solve_wahba: None keeps F's dtype (16-bit: float32)
+    work = work or (torch.float32 if rotation.dtype in (torch.float16, torch.bfloat16) else rotation.dtype)
     residual = F.to(work) @ rotation.to(work).transpose(-1, -2) - Fa.to(work)
     error = torch.linalg.matrix_norm(residual, ord="fro")
     if normalized:

@@ -80,6 +80,8 @@ def info_nce(z1: Tensor, z2: Tensor, temperature: float = 0.5, return_parts: boo
     _check_temperature(temperature)
     _check_pair("z1", z1, "z2", z2)
     n = z1.shape[0]
+    if n < 2:  # the other pairs are the negatives: with one pair uniformity is log 0 = -inf
+        raise ValueError(f"info_nce needs at least 2 pairs (the other pairs are the negatives), got {n}")
     z = torch.cat([z1, z2], dim=0).to(compute_dtype(z1))  # (2n, d)
     logits = (z @ z.T) / temperature  # (2n, 2n)
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
@@ -150,9 +152,11 @@ def equivariance_loss(
     ``normalization="release"`` (the authors' code; the paper's λ values are tuned for
     it): chunk loss = 2 · mean_i Σ_{j≠i} E_ij, which grows with the chunk size.
     ``normalization="pair_mean"`` (the paper's expectation): mean over i ≠ j of E_ij.
-    The result is the mean over chunks. It is 0 exactly when, chunk by chunk, z2 = z1 Qᵀ
-    for some Q preserving M (orthogonal for the identity, Lorentz for the Minkowski
-    form, symplectic for the symplectic form).
+    The result is the mean over chunks. It is 0 when, chunk by chunk, z2 = z1 Qᵀ for
+    some Q preserving M (orthogonal for the identity, Lorentz for the Minkowski form,
+    symplectic for the symplectic form). The converse holds for the identity (paper
+    Prop. 2), and for the other forms only when each chunk's rows are linearly
+    independent: an indefinite form's null vectors change no Gram entry.
 
     Args:
         z1, z2: ``(n, d)`` embeddings of the two equivariance views.

@@ -165,3 +165,10 @@ def test_solve_wahba_float32_input_keeps_dtype_and_rejects_bad_shapes():
         solve_wahba(F, F[:, :2])
     with pytest.raises(ValueError, match="d must be"):
         solve_wahba(F[:, :1], F[:, :1])
+
+
+def test_wahba_error_without_a_compute_dtype_keeps_float64_inputs_in_float64():
+    g = torch.Generator().manual_seed(3)
+    F = torch.randn(100, 16, generator=g, dtype=torch.float64)
+    q = random_orthogonal(1, 16, generator=g, dtype=torch.float64)[0]
+    assert float(wahba_error(F, F @ q.T, compute_dtype=None)) < 1e-10  # float32 residual: ~4e-6

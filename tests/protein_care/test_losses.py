@@ -44,10 +44,18 @@ def info_nce_by_cross_entropy(z1, z2, tau):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 24), d=st.integers(2, 32), tau=st.floats(0.05, 2.0), seed=st.integers(0, 10_000))
+@given(n=st.integers(2, 24), d=st.integers(2, 32), tau=st.floats(0.05, 2.0), seed=st.integers(0, 10_000))
 def test_info_nce_equals_cross_entropy_reference(n, d, tau, seed):
     z1, z2 = unit_rows(n, d, seed), unit_rows(n, d, seed + 1)
     assert torch.allclose(info_nce(z1, z2, tau), info_nce_by_cross_entropy(z1, z2, tau), atol=1e-10)
+
+
+def test_info_nce_refuses_one_pair_which_has_no_negatives():
+    z1, z2 = unit_rows(1, 8, 0), unit_rows(1, 8, 1)
+    with pytest.raises(ValueError, match="info_nce needs at least 2 pairs"):
+        info_nce(z1, z2)
+    with pytest.raises(ValueError, match="info_nce needs at least 2 pairs"):
+        losses.combined_loss("unif", z1, z2, temperature=0.5)
 
 
 @settings(max_examples=30, deadline=None)
@@ -309,15 +317,21 @@ def test_unknown_loss_name_lists_choices():
         combined_loss("care", z, z, temperature=0.5, lam=1.0, n_split=2)
 
 
-def test_gradients_are_finite_for_every_variant():
-    for name in LOSS_VARIANTS:
-        raw = [torch.randn(16, 8, requires_grad=True) for _ in range(4)]
-        z1, z2, e1, e2 = (F.normalize(r, dim=1) for r in raw)
-        out = CombinedLoss(name, temperature=0.1, lam=0.5, n_split=4)(z1, z2, e1, e2)
-        out["loss"].backward()
-        for r in raw:
-            if r.grad is not None:
-                assert torch.isfinite(r.grad).all(), name
+@pytest.mark.parametrize("name", sorted(LOSS_VARIANTS))
+def test_gradients_are_finite_for_every_variant_and_reach_exactly_the_inputs_it_uses(name):
+    g = torch.Generator().manual_seed(0)
+    raw = [torch.randn(16, 8, generator=g, requires_grad=True) for _ in range(4)]
+    z1, z2, e1, e2 = (F.normalize(r, dim=1) for r in raw)
+    out = CombinedLoss(name, temperature=0.1, lam=0.5, n_split=4)(z1, z2, e1, e2)
+    out["loss"].backward()
+    equivariance = name in ("care", "equi-unif")  # the variants with an L_equi term
+    assert LOSS_VARIANTS[name].equivariance is equivariance
+    for label, r, used in zip(("z1", "z2", "e1", "e2"), raw, (True, True, equivariance, equivariance)):
+        if used:
+            assert r.grad is not None, (name, label)
+            assert torch.isfinite(r.grad).all() and r.grad.abs().max() > 1e-6, (name, label)
+        else:
+            assert r.grad is None, (name, label)  # the equivariance views do not enter this loss
 
 
 def test_modules_validate_settings_and_follow_device_moves():
