@@ -367,12 +367,25 @@ def run_demo(out, *, pdb_dir=None, store_dir=None, minutes: float = 10.0, steps:
     return results
 
 
+class StructuresUnavailable(RuntimeError):
+    """No local structure folder was found and none of the demo's PDB entries could be
+    fetched (offline, or the PDB unreachable); ``protein-care demo`` reports it in one line."""
+
+
 def _fetch_demo_structures(cache: Path, log=print) -> Path:
-    """Fetch the shipped list of PDB IDs (needs the network) into ``cache``."""
+    """Fetch the shipped list of PDB IDs (needs the network) into ``cache``; raises
+    :class:`StructuresUnavailable` when not one entry arrives."""
     from data_pipeline.fetch import fetch
 
-    log(f"no local structure folder (--pdb-dir, $PROTEIN_CARE_TEST_PDB or ../shared/pdb); fetching {len(demo_ids())} entries")
-    report = fetch(demo_ids(), cache, workers=8)
+    ids = demo_ids()
+    log(f"no local structure folder (--pdb-dir, $PROTEIN_CARE_TEST_PDB or ../shared/pdb); fetching {len(ids)} entries")
+    report = fetch(ids, cache, workers=8)
     if not report.paths:
-        raise RuntimeError("no structure could be fetched; pass --pdb-dir with local structure files")
+        failures = report.failures
+        why = " ".join(f"{failures[0].status}: {failures[0].reason}".split())[:200] if failures else "nothing fetched"
+        raise StructuresUnavailable(
+            f"no local structure folder, and none of the demo's {len(ids)} PDB entries could be fetched (first "
+            f"failure: {why}); pass --pdb-dir DIR or set PROTEIN_CARE_TEST_PDB=DIR, a folder of structure files "
+            "such as ../shared/pdb, or run the demo online"
+        )
     return cache

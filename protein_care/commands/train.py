@@ -93,7 +93,8 @@ def add_parser(subparsers) -> None:
     g = p.add_argument_group("encoder")
     g.add_argument("--encoder", default=DEFAULTS["encoder"], choices=ENCODERS, help=f"{_d('encoder')}")
     g.add_argument("--embedding", default=DEFAULTS["embedding"], choices=EMBEDDINGS,
-                   help="single, or split: [invariant block; CARE block]/√2 (default: single)")
+                   help="single, or split: [√(1-s)·invariant block; √s·CARE block], each block unit-norm, "
+                   "s = --split-pose-weight (default: single)")
     g.add_argument("--split-trunks", default=DEFAULTS["split_trunks"], choices=SPLIT_TRUNKS,
                    help=f"--embedding split: one trunk per block, or one shared trunk {_d('split_trunks')}")
     g.add_argument("--split-pose-weight", type=float, default=DEFAULTS["split_pose_weight"],
