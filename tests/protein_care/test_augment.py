@@ -119,14 +119,14 @@ def test_invariance_views_rotation_mode_gives_every_cloud_its_own_haar_rotation(
     v1, v2 = invariance_views(pos, x, batch, b, length_scale=2.0, mode="rotation", generator=torch.Generator().manual_seed(3))
     centred = center_and_scale(pos, batch, b, 2.0)
     r1, r2 = recovered_rotations(centred, v1.pos, batch, b), recovered_rotations(centred, v2.pos, batch, b)
-    for r in (r1, r2):
-        torch.testing.assert_close(centroids(v1.pos, batch, b), torch.zeros(b, 3, dtype=pos.dtype), atol=1e-12, rtol=0)
+    for v, r in ((v1, r1), (v2, r2)):
+        torch.testing.assert_close(centroids(v.pos, batch, b), torch.zeros(b, 3, dtype=pos.dtype), atol=1e-12, rtol=0)
         angles = geodesic_angle(r[:, None], r[None, :]) + 10 * torch.eye(b, dtype=r.dtype)
         assert angles.min() > 1e-3  # all different
+        for k in range(b):  # pure rotations of the centred, scaled cloud
+            m = batch == k
+            torch.testing.assert_close(v.pos[m], centred[m] @ r[k].T, atol=1e-9, rtol=0)
     assert (geodesic_angle(r1, r2) > 1e-3).all()
-    for k in range(b):  # pure rotations of the centred, scaled cloud
-        m = batch == k
-        torch.testing.assert_close(v1.pos[m], centred[m] @ r1[k].T, atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("max_angle", [5.0, 30.0, 90.0])

@@ -19,13 +19,50 @@ def test_claims_hold_for_an_equivariant_run_that_knows_the_protein():
     assert len(claims) == 4 and all(c["holds"] for c in claims)
 
 
+CLAIMS = {  # the four claims for a run named CARE, by the condition each one checks
+    "pc1": "CARE's PC1 error is clearly below SimCLR's and far below chance",
+    "wahba": "CARE's relative Wahba error is below SimCLR's",
+    "loops": "CARE's trajectories are regular loops (speed CV below SimCLR's)",
+    "retrieval": "CARE still knows the protein: retrieval close to SimCLR's and far above the random-init baseline",
+}
+
+
+def holds_by_claim(simclr, care, baseline_retrieval):
+    runs = [{"name": "SimCLR", "metrics": simclr}, {"name": "CARE", "metrics": care}]
+    claims = assess_claims(runs, {"retrieval_top1": baseline_retrieval})
+    assert [c["claim"] for c in claims] == list(CLAIMS.values())  # all four, none dropped
+    return {key: c["holds"] for key, c in zip(CLAIMS, claims)}
+
+
 def test_claims_fail_when_the_numbers_do_not_show_them():
-    runs = [
-        {"name": "SimCLR", "metrics": metrics(6.0, 0.5, 0.3, 0.50)},
-        {"name": "CARE", "metrics": metrics(4.0, 0.6, 0.4, 0.06)},
-    ]
-    claims = {c["claim"].split("'s")[1][:8]: c["holds"] for c in assess_claims(runs, {"retrieval_top1": 0.05})}
-    assert not any(claims.values())
+    holds = holds_by_claim(metrics(6.0, 0.5, 0.3, 0.50), metrics(4.0, 0.6, 0.4, 0.06), 0.05)
+    assert holds == dict.fromkeys(CLAIMS, False)
+
+
+# Against SimCLR (30°, 0.9, 0.8, 0.50) and a baseline retrieval of 0.05, CARE (2°, 0.2, 0.1,
+# 0.45) holds all four claims; each case below changes one number so that exactly one
+# condition fails. Chance is 57.3°, so "far below chance" means under 14.3°.
+SIMCLR = metrics(30.0, 0.9, 0.8, 0.50)
+CARE = metrics(2.0, 0.2, 0.1, 0.45)
+
+
+@pytest.mark.parametrize("simclr, care, baseline, failing", [
+    pytest.param(SIMCLR, CARE, 0.05, None, id="all-hold"),
+    # at each bound (10° = half of 20°, 0.375 = 0.75 · 0.5 = 2 · 0.1875) every claim holds
+    pytest.param(metrics(20.0, 0.9, 0.8, 0.50), metrics(10.0, 0.2, 0.1, 0.375), 0.1875, None, id="all-hold-at-bounds"),
+    pytest.param(metrics(40.0, 0.9, 0.8, 0.50), {**CARE, "pc1_angle_deg_mean": 15.0}, 0.05, "pc1",
+                 id="pc1-half-of-simclr-but-not-under-chance-over-4"),
+    pytest.param(metrics(20.0, 0.9, 0.8, 0.50), {**CARE, "pc1_angle_deg_mean": 12.0}, 0.05, "pc1",
+                 id="pc1-under-chance-over-4-but-not-half-of-simclr"),
+    pytest.param(SIMCLR, {**CARE, "wahba_relative_mean": 0.9}, 0.05, "wahba", id="wahba-equal-is-not-below"),
+    pytest.param(SIMCLR, {**CARE, "loop_speed_cv_mean": 0.8}, 0.05, "loops", id="speed-cv-equal-is-not-below"),
+    pytest.param(SIMCLR, {**CARE, "retrieval_top1": 0.30}, 0.05, "retrieval",
+                 id="retrieval-6x-baseline-but-under-0.75-simclr"),
+    pytest.param(SIMCLR, CARE, 0.30, "retrieval", id="retrieval-0.9-simclr-but-under-2x-baseline"),
+])
+def test_each_condition_of_each_claim_decides_it_alone(simclr, care, baseline, failing):
+    expected = {key: key != failing for key in CLAIMS}
+    assert holds_by_claim(simclr, care, baseline) == expected
 
 
 def care_run(name, pc1_by_step, loss="care"):

@@ -1,5 +1,5 @@
-"""End to end: a store of real structures, a 3-step training run, ``evaluate_run`` and
-the ``evaluate`` / ``plot`` commands."""
+"""End to end: a store of real structures (the shared BM5 files; missing ones fail the
+tests), a 3-step training run, ``evaluate_run`` and the ``evaluate`` / ``plot`` commands."""
 
 from __future__ import annotations
 
@@ -21,24 +21,15 @@ QUICK = dict(n_rotations=3, probe_rotations=2, retrieval_draws=1, mlp_probe=Fals
 
 
 def _build_store(out: Path) -> None:
-    """60 unbound docking partners of BM5 (C-alpha clouds) when the shared structures
-    are there; otherwise random clouds written as a store (same code path after)."""
+    """60 unbound docking partners of BM5 (C-alpha clouds). The shared structures must be
+    there: this test fails, never falls back to synthetic clouds, when they are missing."""
     files = sorted((PDB / "BM5-clean").glob("*_u.pdb.gz"))[:60]
-    if len(files) >= 40:
-        from data_pipeline.build import build_store
+    if len(files) < 40:
+        pytest.fail(f"real structures not found: {len(files)} BM5-clean/*_u.pdb.gz in {PDB} (need 40); "
+                    "set PROTEIN_CARE_TEST_PDB to the shared/pdb folder (see shared/pdb/README.md)", pytrace=False)
+    from data_pipeline.build import build_store
 
-        build_store(files, out, workers=1, progress=False, split_fractions=(0.6, 0.2, 0.2))
-        return
-    from data_pipeline.store_writer import CloudRecord, write_store
-    from tests.protein_care.standins import random_clouds
-
-    clouds = random_clouds(60, seed=0, min_points=40, max_points=120)
-    splits = ["train"] * 40 + ["val"] * 10 + ["test"] * 10
-    write_store(
-        (CloudRecord(f"C{k:03d}", c * 5, np.zeros(len(c), np.uint8), {"split": s})
-         for k, (c, s) in enumerate(zip(clouds, splits))),
-        out,
-    )
+    build_store(files, out, workers=1, progress=False, split_fractions=(0.6, 0.2, 0.2))
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +51,11 @@ def test_evaluate_run_reports_every_metric_next_to_the_baseline(trained):
     assert result["baseline"] is not None
     for key in METRIC_KEYS:
         assert key in result and key in result["baseline"]
+    # the baseline is the run's architecture at initialisation, evaluated with the same settings
+    init = evaluate_run(run, None, split="test", checkpoint="init", include_baseline=False, **QUICK)
+    assert init["checkpoint_step"] == 0 and init["baseline"] is None
+    assert result["baseline"] == {key: init[key] for key in result["baseline"]}
+    assert result["baseline"] != {key: result[key] for key in result["baseline"]}  # not the trained encoder
     assert result["store"] == str(store.resolve()) and result["split"] == "test"
     assert result["run_dir"] == str(run) and result["checkpoint_step"] == 3 and result["seed"] == 0
     assert result["n_clouds"] >= 2 and result["retrieval_chance"] == pytest.approx(1 / result["n_clouds"])

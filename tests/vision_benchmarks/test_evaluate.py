@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import vision_benchmarks.evaluate as evaluate_mod
 from vision_benchmarks.augment import AugmentConfig, BatchAugment
 from vision_benchmarks.data import ImageData
 from vision_benchmarks.evaluate import knn_predict, knn_top1, linear_probe_seeds
@@ -51,5 +52,39 @@ def test_knn_and_linear_probe_solve_a_separable_problem():
              "schedule": "constant", "milestones": [], "gamma": 0.1, "seeds": [0, 1, 2], "augment": False}
     result = linear_probe_seeds(ColourOf(), data, augment, probe)
     assert result["per_seed"] == [100.0, 100.0, 100.0] and result["mean"] == 100.0 and result["std"] == 0.0
-    probe.update(augment=True, epochs=3, seeds=[0])  # the release's augmented-probe path runs
-    assert 0.0 <= linear_probe_seeds(ColourOf(), data, augment, probe)["mean"] <= 100.0
+
+
+def _spy_on_features(monkeypatch):
+    """Record every ``backbone_features`` call of the probe: (train_views, features)."""
+    calls = []
+
+    def spy(*args, **kwargs):
+        feats = real(*args, **kwargs)
+        calls.append((kwargs.get("train_views", False), feats.clone()))
+        return feats
+
+    real = evaluate_mod.backbone_features
+    monkeypatch.setattr(evaluate_mod, "backbone_features", spy)
+    return calls
+
+
+def test_augmented_linear_probe_trains_on_fresh_views_every_epoch_and_still_solves_the_problem(monkeypatch):
+    data = _colour_data()
+    augment = BatchAugment(AugmentConfig(size=8, mean=data.mean, std=data.std))
+    probe = {"epochs": 4, "batch_size": 16, "optimizer": "adam", "lr": 0.05, "weight_decay": 0.0, "momentum": 0.9,
+             "schedule": "constant", "milestones": [], "gamma": 0.1, "seeds": [0], "augment": True}
+    calls = _spy_on_features(monkeypatch)
+    result = linear_probe_seeds(ColourOf(), data, augment, probe)
+    # seeded, so deterministic: augmented views of a colour problem keep it separable
+    assert result["mean"] >= 90.0
+    views = [feats for train_views, feats in calls if train_views]
+    assert len(calls) == 1 + probe["epochs"] and len(views) == probe["epochs"]  # the test set once, eval view
+    assert not calls[0][0] and calls[0][1].shape == (data.test.shape[0], 4)
+    for k, a in enumerate(views):  # one fresh augmented view of the training images per epoch
+        assert a.shape == (data.memory.shape[0], 4)
+        assert all(not torch.allclose(a, b) for b in views[k + 1:])
+    eval_view = evaluate_mod.backbone_features(ColourOf(), data.memory, augment, normalize=False)
+    assert not torch.allclose(views[0], eval_view)  # augmented, not the evaluation transform
+    calls.clear()
+    linear_probe_seeds(ColourOf(), data, augment, {**probe, "augment": False})
+    assert [train_views for train_views, _ in calls] == [False, False]  # un-augmented: features once
