@@ -1,4 +1,5 @@
-"""Atomic file writes, shared by the pipeline, the trainers and the benchmarks.
+"""Atomic file writes, shared by the pipeline, the trainers and the benchmarks, and
+:class:`RunIOError`, an I/O error once the work has started (:func:`run_io`).
 
 :func:`atomic_file` opens a fresh temporary file beside the target, and on a clean exit
 flushes and fsyncs it, renames it over the target and fsyncs the folder. A killed writer
@@ -16,6 +17,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+
+class RunIOError(OSError):
+    """An I/O error during a run (a full disk while writing results), as opposed to an
+    output path found unusable at set-up: ``doing`` says what was being done, ``cause`` is
+    the original error, ``partial`` what the run did before it (or None)."""
+
+    def __init__(self, doing: str, cause: OSError, partial: object = None) -> None:
+        super().__init__(*cause.args)
+        self.doing, self.cause, self.partial = doing, cause, partial
+
+    def __str__(self) -> str:
+        return f"I/O error while {self.doing}: {self.cause}"
+
+
+@contextmanager
+def run_io(doing: str) -> Iterator[None]:
+    """``with run_io("writing X"):`` an OSError in the block becomes a :class:`RunIOError`."""
+    try:
+        yield
+    except RunIOError:
+        raise
+    except OSError as exc:
+        raise RunIOError(doing, exc) from exc
 
 
 def temporary_beside(path: Path, suffix: str = ".tmp") -> Path:

@@ -63,7 +63,7 @@ from data_pipeline.splits import (
 )
 from data_pipeline.homology import homology_keys
 from data_pipeline.store_writer import CloudRecord, StoreWriter, remove_stale_temporaries
-from data_pipeline.atomic_files import write_text_atomic
+from data_pipeline.atomic_files import run_io, write_bytes_atomic
 from data_pipeline.structure import POLICY_VERSION, ParseFailure, PointCloud
 
 
@@ -157,7 +157,8 @@ def store_config(
         "per_chain": per_chain,
         "split_fractions": list(split_fractions),
         "n_sources": len(paths),
-        "sources_sha256": hashlib.sha256(table.encode()).hexdigest(),
+        # surrogateescape: a file name that is not UTF-8 hashes as its bytes on disk
+        "sources_sha256": hashlib.sha256(table.encode("utf-8", "surrogateescape")).hexdigest(),
     }
 
 
@@ -209,7 +210,9 @@ def build_store(
     Raises:
         ValueError: a bad argument. StoreConfigMismatch: ``out`` holds another build.
         StoreError: ``out`` is not a store. EmptyBuild: no cloud at all; nothing was
-        written but the failure list, ``<out>.failures.tsv``.
+        written but the failure list, ``<out>.failures.tsv``. OSError: ``out`` cannot be
+        created (set-up). RunIOError (an OSError): an I/O error once the build started,
+        e.g. a full disk; an existing store is left as it was.
     """
     t0 = time.perf_counter()
     check_options(backend, selection, False, False)
@@ -237,7 +240,8 @@ def build_store(
     remove_stale_temporaries(out)  # first: it may put back a store that a killed build had set aside
     existing = check_target(out, config, digest, table, overwrite, progress)
     if existing is not None:
-        return report_existing(existing, digest, time.perf_counter() - t0)
+        with run_io(f"reading the store {out}"):
+            return report_existing(existing, digest, time.perf_counter() - t0)
 
     options = {"selection": selection, "backend": backend, "per_chain": per_chain,
                "chain_sequences": split_identity is not None}  # fmt: skip
@@ -248,7 +252,8 @@ def build_store(
     sequences: list[str | None] = []
     entry_links: list[str | None] = []
     chain_sequences: list[list[str]] = []  # with split_identity only
-    with StoreWriter(out, overwrite=True) as writer:
+    writer = StoreWriter(out, overwrite=True)  # set-up: an unusable ``out`` raises OSError here
+    with run_io(f"writing the store {out}"), writer:  # after it: RunIOError (e.g. disk full)
         writer.split_fractions = fractions
         for path, reason in failures:
             writer.add_failure(path, reason)
@@ -297,7 +302,7 @@ def build_store(
                 "split_components": component_summary(keys, fractions),
             }
         )
-    failures_beside(out).unlink(missing_ok=True)  # the list of an earlier empty build is stale
+        failures_beside(out).unlink(missing_ok=True)  # the list of an earlier empty build is stale
     counts = meta["counts"]
     return BuildReport(
         out, "built", files_seen, counts["clouds"], counts["points"], counts["splits"],
@@ -313,7 +318,7 @@ def _empty_build(
     path: Path | None = failures_beside(out)
     text = "file\treason\n" + "".join(f"{f}\t{' '.join(r.split())}\n" for f, r in failures)
     try:
-        write_text_atomic(path, text)
+        write_bytes_atomic(path, text.encode("utf-8", "backslashreplace"))  # non-UTF-8 names too
     except OSError:
         path = None  # the message still gives the counts by reason and an example
     return EmptyBuild(report, path)

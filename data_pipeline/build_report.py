@@ -87,11 +87,15 @@ def report_existing(
     store: PointCloudStore, digest: str, seconds: float, status: str = "up-to-date"
 ) -> BuildReport:
     """The report of a build that found ``store`` up to date (its config sha256 ``digest``),
-    or of an inspection of it (another ``status``)."""
+    or of an inspection of it (another ``status``); a store without failures.tsv reports
+    no failures."""
     failures: list[tuple[str, str]] = []
-    with open(store.path / "failures.tsv", encoding="utf-8") as fh:
-        next(fh, None)
-        failures = [tuple(line.rstrip("\n").split("\t", 1)) for line in fh if "\t" in line]  # type: ignore[misc]
+    try:  # optional in a store (not in REQUIRED_FILES): none means no list
+        with open(store.path / "failures.tsv", encoding="utf-8", errors="replace") as fh:
+            next(fh, None)
+            failures = [tuple(line.rstrip("\n").split("\t", 1)) for line in fh if "\t" in line]  # type: ignore[misc]
+    except FileNotFoundError:
+        pass
     counts = store.meta.get("counts", {})
     return BuildReport(
         store.path, status, int(store.meta.get("files_seen", 0)), len(store),

@@ -4,7 +4,8 @@ configuration (:mod:`data_pipeline.build`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 STRUCTURE_SUFFIXES = (".cif", ".mmcif", ".pdb", ".ent")
@@ -19,7 +20,8 @@ def is_structure_file(path: Path) -> bool:
 
 
 def find_structure_files(sources: Sequence[str | Path], missing: list[Path] | None = None) -> list[Path]:
-    """Expand directories (recursively) and return sorted, de-duplicated absolute paths.
+    """Expand directories (recursively, following symlinked sub-folders, each folder
+    once) and return sorted, de-duplicated absolute paths (symlinks resolved).
 
     A source that does not exist raises FileNotFoundError, or is appended (absolute,
     once) to ``missing`` when a list is given.
@@ -28,7 +30,7 @@ def find_structure_files(sources: Sequence[str | Path], missing: list[Path] | No
     for src in sources:
         p = Path(src)
         if p.is_dir():
-            found.update(q.resolve() for q in p.rglob("*") if q.is_file() and is_structure_file(q))
+            found.update(q.resolve() for q in _walk_files(p) if is_structure_file(q))
         elif p.exists():
             found.add(p.resolve())
         elif missing is None:
@@ -36,6 +38,27 @@ def find_structure_files(sources: Sequence[str | Path], missing: list[Path] | No
         elif p.absolute() not in missing:
             missing.append(p.absolute())
     return sorted(found)
+
+
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Regular files under ``root``; symlinked folders are followed, and a folder reached
+    twice (a link loop, or two links to one folder) is walked once, by (st_dev, st_ino)."""
+    seen: set[tuple[int, int]] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            subfolders[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            subfolders[:] = []  # walked already: skip it and everything below it
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        subfolders.sort()
+        for name in files:
+            q = Path(folder, name)
+            if q.is_file():
+                yield q
 
 
 def manifest_files(manifest: str | Path) -> list[Path]:

@@ -3,7 +3,10 @@
 :func:`check_target` decides, before any parsing, between "up to date" (the same
 configuration, and the store is intact), "build" (nothing there, an empty folder, a
 damaged store, or another configuration with ``overwrite``) and "refuse" (another
-configuration without ``overwrite``, or a folder that is not a store).
+configuration without ``overwrite``, or a folder that is not a store). A folder is
+replaced only when it holds store files and nothing else, with a store's meta.json
+(or, damaged, none readable): anything else there is never deleted
+(:func:`data_pipeline.store_writer.replace_problem`).
 """
 
 from __future__ import annotations
@@ -13,10 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from data_pipeline.store import REQUIRED_FILES, PointCloudStore, StoreError
-
-# every name a store folder may hold; a folder with anything else is never replaced
-STORE_FILE_NAMES = frozenset({*REQUIRED_FILES, "failures.tsv", "sources.tsv"})
+from data_pipeline.store import STORE_FILE_NAMES as STORE_FILE_NAMES  # re-exported
+from data_pipeline.store import PointCloudStore, StoreError
+from data_pipeline.store_writer import is_store_meta, replace_problem
 
 
 class StoreConfigMismatch(Exception):
@@ -57,15 +59,17 @@ def check_target(
 
     Raises:
         StoreConfigMismatch: ``out`` holds another configuration and not ``overwrite``.
-        StoreError: ``out`` is not a store (never replaced), or is a store with an
-            unreadable meta.json and not ``overwrite``.
+        StoreError: ``out`` is not a store (a meta.json that is not a store's, or other
+            files beside the store's: never replaced, even with ``overwrite``), or is a
+            store with an unreadable meta.json and not ``overwrite``.
     """
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return None
     existing = existing_meta(out)
-    if existing is None:
-        if not _looks_like_store(out):
-            raise StoreError(f"{out} exists and is not a store; refusing to replace it")
+    problem = replace_problem(out)  # None: store files only, so a rebuild may replace them
+    if existing is None or not is_store_meta(existing):
+        if problem:
+            raise StoreError(f"{out} exists and is not a store ({problem}); refusing to replace it")
         reason = "meta.json is missing, unreadable or not a JSON object"
         if not overwrite:
             raise StoreError(f"{out} is a damaged store ({reason}); use overwrite=True (--overwrite) to rebuild it")
@@ -76,9 +80,15 @@ def check_target(
             return PointCloudStore(out, verify=True, progress=progress)
         except StoreError as exc:
             reason = str(exc).removeprefix(f"{out}: ").removeprefix("damaged store: ")
+            if problem:
+                raise StoreError(f"{out} is a damaged store ({reason}) but {problem}; "
+                                 "refusing to replace it") from None
             say(f"{out} is damaged ({reason}); rebuilding")
             return None
     if overwrite:
+        if problem:
+            raise StoreError(f"{out} holds a store but {problem}; refusing to replace it "
+                             "(move them elsewhere, or use another output path)")
         return None
     old = existing.get("config") if isinstance(existing.get("config"), dict) else {}
     differing = {k: (old.get(k), config.get(k)) for k in sorted(config.keys() | old.keys())
@@ -89,20 +99,13 @@ def check_target(
     raise StoreConfigMismatch(out, differing or {"config_hash": (existing.get("config_hash"), digest)})
 
 
-def _looks_like_store(out: Path) -> bool:
-    """A folder holding store arrays and nothing but store files."""
-    if not out.is_dir():
-        return False
-    names = {p.name for p in out.iterdir()}
-    return {"coords.npy", "offsets.npy"} <= names and names <= STORE_FILE_NAMES
-
-
 def _sources_diff(out: Path, table: str) -> str:
     try:
-        old_lines = (out / "sources.tsv").read_text(encoding="utf-8").splitlines()
+        old_lines = (out / "sources.tsv").read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return "different (old source list unavailable)"
     old = {ln.split("\t")[0]: ln for ln in old_lines if ln}
+    table = table.encode("utf-8", "backslashreplace").decode("utf-8")  # as sources.tsv writes it
     new = {ln.split("\t")[0]: ln for ln in table.splitlines() if ln}
     added = len(new.keys() - old.keys())
     removed = len(old.keys() - new.keys())

@@ -54,7 +54,7 @@ from data_pipeline.fetch_manifest import MANIFEST_NAME, USABLE_STATUSES, Manifes
 from data_pipeline.fetch_report import STATUSES, FetchReport, FetchResult
 from data_pipeline.fetch_verify import VerificationError, verify_structure_bytes
 from data_pipeline.rcsb_ids import FORMATS, mirror_candidates, remote_file_name, split_valid_ids
-from data_pipeline.atomic_files import temporary_writer_alive, write_bytes_atomic
+from data_pipeline.atomic_files import RunIOError, temporary_writer_alive, write_bytes_atomic
 
 __all__ = ["STATUSES", "FetchResult", "FetchReport", "fetch", "RCSB_FILES_URL", "RCSB_HOLDINGS_URL"]
 
@@ -261,7 +261,10 @@ def fetch(
 
     Raises:
         ValueError: an argument is out of range (the message names it).
-        OSError: ``out_dir`` or its manifest cannot be created.
+        OSError: ``out_dir`` or its manifest cannot be created (set-up).
+        RunIOError: (an OSError) the manifest could not be written during the run (e.g. a
+            full disk); the run stopped, no new entry was started, and ``partial`` is the
+            :class:`FetchReport` of the entries done (their files are kept).
 
     Example:
         >>> report = fetch(["1l2y", "4hhb"], "pdb-cache", workers=4)  # doctest: +SKIP
@@ -281,6 +284,7 @@ def fetch(
     policy = RetryPolicy(retries=retries, backoff_factor=backoff_factor, backoff_jitter=backoff_jitter)
     show = sys.stderr.isatty() if progress is None else progress
     by_id: dict[str, FetchResult] = {}
+    io_error: OSError | None = None
 
     lock_fd = _lock_cache(root)
     # One Session for all workers: its urllib3 pool is thread-safe, and nothing else in it
@@ -290,11 +294,14 @@ def fetch(
         _remove_stale_parts(root, all_of_them=lock_fd is not None)
         job = _Job(root, format, base_url, holdings_url, Path(mirror) if mirror else None,
                    timeout, policy, session)
-        with ManifestWriter(manifest_path) as manifest:
-            def work(pdb_id: str) -> FetchResult:
+        with ManifestWriter(manifest_path) as manifest:  # opening it is the last of the set-up
+            def work(pdb_id: str) -> tuple[FetchResult, OSError | None]:
                 result = _fetch_one(job, pdb_id)
-                manifest.append(result.to_record(root, format))  # as soon as it is decided
-                return result
+                try:
+                    manifest.append(result.to_record(root, format))  # as soon as it is decided
+                except OSError as exc:  # e.g. a full disk: the run stops (below)
+                    return result, exc
+                return result, None
 
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=THREAD_PREFIX)
             bar = tqdm(total=len(ids), unit="entry", file=sys.stderr, disable=not show)
@@ -302,11 +309,16 @@ def fetch(
             futures = [pool.submit(work, pdb_id) for pdb_id in ids]
             try:
                 for future in as_completed(futures):
-                    result = future.result()
+                    if future.cancelled():  # never started: the run stopped on an I/O error
+                        continue
+                    result, error = future.result()
                     by_id[result.id] = result
                     not_ok += result.status not in USABLE_STATUSES
                     bar.update(1)
                     bar.set_postfix(not_ok=not_ok, refresh=False)
+                    if error is not None:
+                        io_error = io_error or error
+                        pool.shutdown(wait=False, cancel_futures=True)  # start no more entries
             except KeyboardInterrupt:
                 _say_in_flight(sum(f.running() for f in futures))
                 raise
@@ -319,9 +331,12 @@ def fetch(
         if lock_fd is not None:
             os.close(lock_fd)  # releases the lock
 
-    return FetchReport(
-        results=[by_id[i] for i in ids],
+    report = FetchReport(
+        results=[by_id[i] for i in ids if i in by_id],  # all of them unless a RunIOError stopped the run
         rejected=rejected,
         elapsed_s=time.perf_counter() - start,
         manifest_path=manifest_path,
     )
+    if io_error is not None:
+        raise RunIOError(f"recording results in {manifest_path}", io_error, report) from io_error
+    return report

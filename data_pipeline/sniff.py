@@ -8,8 +8,10 @@ exactly the same text:
 * empty files, binary garbage, HTML error pages and files with absurdly long lines are
   rejected before any parser sees them;
 * the format is taken from the content: mmCIF starts with a ``data_`` block (after
-  comments), PDB has ``ATOM``/``HETATM`` records, whose coordinate columns (31-54) must
-  hold numbers (gemmi would read garbage there as 0, Biopython would refuse the file);
+  comments; mmCIF text with other lines before it is refused with that reason), PDB has
+  ``ATOM``/``HETATM`` records, whose coordinate columns (31-54) must hold numbers (gemmi
+  would read garbage there as 0, Biopython would refuse the file); a leading UTF-8
+  byte-order mark is dropped;
 * mmCIF is cut to the one data block that holds ``_atom_site`` (gemmi reads the first
   block's atoms, Biopython merges all blocks, the last one winning); a file with two or
   more such blocks (``cat a.cif b.cif``) is refused. An ``_atom_site`` loop whose last
@@ -43,6 +45,7 @@ from data_pipeline.cif_scan import (
 )
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"  # some editors start text files with it; gemmi refuses it
 #: Default cap on the (decompressed) size of one structure file.
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 #: No PDB (80 columns) or mmCIF (2048 by the CIF 1.1 spec) line is longer than this.
@@ -84,7 +87,8 @@ def file_stem(path: str | Path) -> str:
 
 
 def read_bytes(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """The file's content, gunzipped when it starts with the gzip magic.
+    """The file's content, gunzipped when it starts with the gzip magic, without a
+    leading UTF-8 byte-order mark.
 
     Raises :class:`SourceError` for a missing file, a file (or decompressed stream) over
     ``max_bytes``, and a corrupt or truncated gzip stream.
@@ -103,8 +107,8 @@ def read_bytes(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     except OSError as exc:
         raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
     if raw[:2] == GZIP_MAGIC:
-        return gunzip(raw, max_bytes)
-    return raw
+        raw = gunzip(raw, max_bytes)
+    return raw.removeprefix(UTF8_BOM)
 
 
 def gunzip(raw: bytes, max_bytes: int, *, strict: bool = False) -> bytes:
@@ -147,7 +151,10 @@ _CIF_DATA = re.compile(rb"\A(?:[ \t]*(?:#[^\n]*)?\r?\n)*[ \t]*data_", re.I)
 
 
 def check_text(data: bytes) -> str:
-    """Reject non-structure content and return the format, ``"pdb"`` or ``"cif"``."""
+    """Reject non-structure content and return the format, ``"pdb"`` or ``"cif"``.
+
+    A leading UTF-8 byte-order mark is ignored (:func:`read_bytes` removes it)."""
+    data = data.removeprefix(UTF8_BOM)
     if not data.strip():
         raise SourceError("empty file")
     head = data[:65536]
@@ -166,6 +173,11 @@ def check_text(data: bytes) -> str:
         if find_tag(data, b"_atom_site.", prefix=True) < 0:
             raise SourceError("mmCIF without an _atom_site table (no coordinates)")
         return "cif"
+    if find_tag(data, b"_atom_site.", prefix=True) >= 0 and find_tag(data, b"data_", prefix=True) > 0:
+        # mmCIF rows start with ATOM too: without this, a malformed PDB record would be blamed
+        line = data.count(b"\n", 0, find_tag(data, b"data_", prefix=True)) + 1
+        raise SourceError(f"mmCIF with other text before its data_ block (line {line}); "
+                          "an mmCIF file must start with data_ (after comments)")
     if _PDB_RECORD.search(b"\n" + data):
         return "pdb"
     raise SourceError("unrecognised format: neither mmCIF (data_ block) nor PDB (ATOM/HETATM records)")

@@ -40,6 +40,8 @@ from data_pipeline.store_integrity import file_problems, value_problem
 FORMAT_VERSION = 1
 ARRAY_FILES = ("coords.npy", "features.npy", "offsets.npy", "splits.npy")
 REQUIRED_FILES = (*ARRAY_FILES, "ids.json", "entries.jsonl", "meta.json")
+# every name a store folder may hold; a folder with anything else is never replaced
+STORE_FILE_NAMES = frozenset({*REQUIRED_FILES, "failures.tsv", "sources.tsv"})
 
 
 class StoreError(Exception):
@@ -200,8 +202,16 @@ class PointCloudStore:
         return self._entries
 
     def read_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Copy clouds ``indices`` out: (coords [M, 3], features [M], ptr [k + 1])."""
-        idx = np.asarray(indices, dtype=np.int64)
+        """Copy clouds ``indices`` out: (coords [M, 3], features [M], ptr [k + 1]).
+
+        Indices follow ``store[i]``: negative ones count from the end; one out of range
+        raises IndexError naming it and the store size."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        bad = idx[(idx < -n) | (idx >= n)]
+        if bad.size:
+            raise IndexError(f"cloud index {int(bad[0])} out of range for a store of {n}")
+        idx = np.where(idx < 0, idx + n, idx)  # negative indices count from the end, as store[i]
         starts, ends = self.offsets[idx], self.offsets[idx + 1]
         ptr = np.concatenate(([0], np.cumsum(ends - starts)))
         coords = np.empty((int(ptr[-1]), 3), dtype=np.float32)

@@ -7,7 +7,7 @@ A killed or failed write leaves no folder that
 store takes two renames (the old store aside into ``.<name>.old-<pid>-*``, the new one in
 its place): a failed second rename puts the old store back, and a process killed between
 the two leaves the old store aside, where :func:`remove_stale_temporaries` finds it and
-puts it back.
+puts it back. Only a folder of store files is ever replaced (:func:`replace_problem`).
 ``entries.jsonl`` is streamed as clouds arrive; splits decided only once all clouds are
 known (:meth:`StoreWriter.set_splits`) rewrite it once, a sequential pass over a small
 file, rather than holding every entry in memory.
@@ -29,7 +29,7 @@ import numpy as np
 
 from data_pipeline.atomic_files import fsync_dir, process_alive
 from data_pipeline.splits import SPLIT_NAMES, assign_split
-from data_pipeline.store import FORMAT_VERSION, StoreError
+from data_pipeline.store import FORMAT_VERSION, STORE_FILE_NAMES, StoreError
 from data_pipeline.store_integrity import seal_files, value_problem
 from data_pipeline.structure import RESIDUE_VOCAB
 
@@ -98,7 +98,9 @@ class StoreWriter:
         self._coords = _NpyAppender(self.tmp / "coords.npy", np.float32, (3,))
         self._features = _NpyAppender(self.tmp / "features.npy", np.uint8, ())
         self._entries = open(self.tmp / "entries.jsonl", "w", encoding="utf-8")  # noqa: SIM115
-        self._failures = open(self.tmp / "failures.tsv", "w", encoding="utf-8")  # noqa: SIM115
+        # a file name that is not UTF-8 (surrogate escapes from the OS) is written as \udcXX
+        self._failures = open(  # noqa: SIM115 - closed in commit()
+            self.tmp / "failures.tsv", "w", encoding="utf-8", errors="backslashreplace")
         self._failures.write("file\treason\n")
         self.offsets: list[int] = [0]
         self.ids: list[str] = []
@@ -153,8 +155,8 @@ class StoreWriter:
         self.n_failures += 1
 
     def write_text(self, name: str, text: str) -> None:
-        """An extra file in the store (e.g. ``sources.tsv``)."""
-        (self.tmp / name).write_text(text, encoding="utf-8")
+        """An extra file in the store (e.g. ``sources.tsv``; non-UTF-8 file names as ``\\udcXX``)."""
+        (self.tmp / name).write_text(text, encoding="utf-8", errors="backslashreplace")
 
     def commit(self, meta: Mapping[str, Any]) -> dict[str, Any]:
         """Finish the arrays, write ``meta.json`` last (with every other file's size and
@@ -211,12 +213,49 @@ class StoreWriter:
             self.abort()
 
 
+def is_store_meta(meta: Any) -> bool:
+    """Whether a parsed meta.json is a store's (:meth:`StoreWriter.commit` always writes
+    ``format_version``), not some other program's."""
+    return isinstance(meta, dict) and "format_version" in meta
+
+
+def replace_problem(out: Path) -> str | None:
+    """Why the existing ``out`` must not be replaced (deleted) by a new store, or None when
+    it holds store files only (:data:`~data_pipeline.store.STORE_FILE_NAMES`) and either a
+    store's meta.json or, damaged, no readable one but its arrays. An empty folder is fine."""
+    if not out.is_dir():
+        return "it is not a folder"
+    try:
+        entries = sorted(out.iterdir())
+    except OSError as exc:
+        return f"it cannot be listed: {exc.strerror or exc}"
+    other = [p.name + ("/" if p.is_dir() else "") for p in entries
+             if p.name not in STORE_FILE_NAMES or not p.is_file()]  # fmt: skip
+    problems = []
+    if other:
+        more = f" and {len(other) - 5} more" if len(other) > 5 else ""
+        problems.append(f"it also holds {', '.join(other[:5])}{more}, which are not store files")
+    try:
+        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None  # missing or unreadable: a damaged store, if its arrays are there
+    names = {p.name for p in entries}
+    if isinstance(meta, dict) and not is_store_meta(meta):
+        problems.append("its meta.json is not a store's (no format_version)")
+    elif names and not is_store_meta(meta) and not {"coords.npy", "offsets.npy"} <= names:
+        problems.append("it has neither a store's meta.json nor store arrays")
+    return "; ".join(problems) or None
+
+
 def _replace_dir(tmp: Path, out: Path, overwrite: bool) -> None:
     if not out.exists():
         os.replace(tmp, out)
         return
     if not overwrite:
         raise FileExistsError(f"{out} appeared during the build")
+    problem = replace_problem(out)  # checked again here: the old folder is deleted below
+    if problem:
+        raise StoreError(f"{out} exists and is not a store ({problem}); refusing to replace it")
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
     aside = old / "store"
     try:

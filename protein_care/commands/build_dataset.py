@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from data_pipeline.atomic_files import RunIOError
 from data_pipeline.build import EmptyBuild, StoreConfigMismatch, build_store
 from data_pipeline.build_sources import find_structure_files, manifest_files
 from data_pipeline.parse import BACKENDS
@@ -25,6 +26,7 @@ EXIT_OK = 0  # the store was built (or was already up to date); failures are lis
 EXIT_REFUSED = 1  # --out holds a store of another configuration (or not a store)
 # EXIT_USAGE (2, protein_care.commands._args): a bad argument
 EXIT_NO_CLOUDS = 3  # every file was left out: no store written, an existing one kept
+EXIT_IO_ERROR = 4  # an I/O error (e.g. a full disk) stopped the build: an existing store kept
 
 EPILOG = f"""\
 examples:
@@ -47,9 +49,11 @@ is kept) and the reasons go to STORE.failures.tsv beside it.
 
 exit status:
   {EXIT_OK}  the store was built, or was already up to date
-  {EXIT_REFUSED}  --out holds a store built with another configuration (use --overwrite)
+  {EXIT_REFUSED}  --out holds a store built with another configuration (use --overwrite), or is
+     not a store (a folder with other files is never replaced, even with --overwrite)
   {EXIT_USAGE}  bad arguments
   {EXIT_NO_CLOUDS}  no file gave a cloud: nothing written (see STORE.failures.tsv)
+  {EXIT_IO_ERROR}  an I/O error (e.g. a full disk) stopped the build: nothing written, an existing store kept
 """
 
 
@@ -153,7 +157,10 @@ def run(args: argparse.Namespace) -> int:
     except (StoreConfigMismatch, StoreError) as exc:
         print(f"{PROG}: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except OSError as exc:
+    except RunIOError as exc:  # during the build: not a bad --out
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    except OSError as exc:  # set-up: --out (or the folder above it) cannot be created
         return arg_error(PROG, "--out", f"cannot write {args.out!r}: {exc.strerror or exc}")
     print(report.summary())
     if report.status == "up-to-date":

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from data_pipeline.fetch import RCSB_FILES_URL, RCSB_HOLDINGS_URL, fetch
+from data_pipeline.atomic_files import RunIOError
+from data_pipeline.fetch import RCSB_FILES_URL, RCSB_HOLDINGS_URL, FetchReport, fetch
 from data_pipeline.fetch_http import RetryPolicy
 from data_pipeline.rcsb_ids import FORMATS, read_ids_file, split_valid_ids
 from data_pipeline.rcsb_search import (
@@ -32,6 +33,7 @@ EXIT_OK = 0  # every requested entry ended ok or cached
 EXIT_ENTRIES_FAILED = 1  # some entries missing/obsolete/invalid/failed, or IDs rejected
 # EXIT_USAGE (2, protein_care.commands._args): a bad argument, or nothing to do
 EXIT_SEARCH_FAILED = 3  # the search service could not be reached or failed
+EXIT_IO_ERROR = 4  # an I/O error (e.g. a full disk) stopped the run; files fetched so far are kept
 
 EPILOG = f"""\
 examples:
@@ -52,6 +54,7 @@ exit status:
   {EXIT_ENTRIES_FAILED}  some entries are missing, obsolete, invalid or failed, or inputs were not PDB IDs
   {EXIT_USAGE}  bad arguments, or nothing to do
   {EXIT_SEARCH_FAILED}  the RCSB search service could not be reached
+  {EXIT_IO_ERROR}  an I/O error (e.g. a full disk) stopped the run; what was fetched is kept
 """
 
 
@@ -193,7 +196,18 @@ def run(args: argparse.Namespace) -> int:
                        mirror=args.mirror, workers=args.workers, timeout=args.timeout,
                        retries=args.retries, progress=args.progress,
                        holdings_url=args.holdings_url, backoff_factor=args.backoff)
-    except OSError as exc:
+    except RunIOError as exc:  # during the run: not a bad --out
+        partial = exc.partial
+        if isinstance(partial, FetchReport):
+            print(partial.summary())
+            left = len(ids) - len(partial.results)
+            stopped = (f" (the run stopped: {left} of {len(ids)} entries not attempted; a re-run resumes)" if left
+                       else " (the files fetched are kept; a re-run records them as cached)")
+        else:
+            stopped = ""
+        print(f"{PROG}: error: {exc}{stopped}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    except OSError as exc:  # set-up: the folder or its manifest cannot be created
         return arg_error(PROG, "--out", f"cannot use {args.out!r}: {exc}")
     except ValueError as exc:  # fetch() names the bad setting (a check argparse missed)
         print(f"{PROG}: error: {exc}", file=sys.stderr)

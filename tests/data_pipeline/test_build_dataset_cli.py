@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
 
+import data_pipeline.store_writer as store_writer
 from data_pipeline.store import PointCloudStore
 from protein_care.cli import main
 
@@ -132,3 +134,48 @@ def test_a_manifest_file_that_is_gone_is_listed_as_missing(pdb_dir, tmp_path, ca
     assert main(["build-dataset", "--manifest", str(manifest), "--out", str(tmp_path / "s2"), "--no-progress"]) == 2
     assert "argument --manifest: none of the 1 listed files exist" in capsys.readouterr().err
     assert not (tmp_path / "s2").exists()
+
+
+def _args(pdb_dir, out, *extra: str) -> list[str]:
+    return ["build-dataset", "--source", str(pdb_dir / FILES[1]), "--out", str(out), "--workers", "1",
+            "--no-progress", *extra]  # fmt: skip
+
+
+def test_a_full_disk_during_the_build_is_an_io_error_not_a_bad_out(pdb_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "store"
+    assert main(_args(pdb_dir, out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+
+    def disk_full(self, name, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_writer.StoreWriter, "write_text", disk_full)
+    assert main(_args(pdb_dir, out, "--selection", "heavy", "--overwrite")) == 4
+    err = capsys.readouterr().err
+    assert err.strip() == (f"protein-care build-dataset: error: I/O error while writing the store {out}: "
+                           "[Errno 28] No space left on device")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old store is kept
+    assert not list(tmp_path.glob(".store.*"))
+    from protein_care.commands import build_dataset
+
+    assert "4  an I/O error (e.g. a full disk) stopped the build" in build_dataset.EPILOG  # the --help text
+
+
+def test_a_set_up_problem_with_out_is_still_an_argument_error(pdb_dir, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(_args(pdb_dir, tmp_path / "file" / "store")) == 2
+    assert "argument --out: cannot write" in capsys.readouterr().err
+
+
+def test_an_up_to_date_store_without_failures_tsv_is_reported(pdb_dir, tmp_path, capsys):
+    out = tmp_path / "store"
+    assert main(_args(pdb_dir, out)) == 0
+    (out / "failures.tsv").unlink()  # optional; a store whose checksums do not list it (older stores)
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["files"]["failures.tsv"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(_args(pdb_dir, out)) == 0
+    captured = capsys.readouterr()
+    assert "nothing to do" in captured.out and "left out          0" in captured.out and "error" not in captured.err

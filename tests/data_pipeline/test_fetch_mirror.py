@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from data_pipeline.fetch import fetch
-from data_pipeline.fetch_manifest import MANIFEST_NAME, latest_status
+from data_pipeline.fetch_manifest import MANIFEST_NAME, ManifestWriter, latest_status
+from protein_care import cli
 
 try:
     from . import loopback_server as lb
@@ -76,3 +79,65 @@ def test_whole_archive_mirror_root_is_also_understood(mirror: Path, tmp_path: Pa
     mirror.rename(archive / "data" / "structures" / "divided")
     report = fetch(["1aki"], tmp_path / "cache", mirror=archive, progress=False)
     assert report.results[0].status == "ok"
+
+
+def _disk_full_at_append(monkeypatch, n: int) -> None:
+    """The n-th manifest line fails as on a full disk (ENOSPC)."""
+    real, calls = ManifestWriter.append, []
+
+    def append(self, record):
+        calls.append(record["id"])
+        if len(calls) == n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, record)
+
+    monkeypatch.setattr(ManifestWriter, "append", append)
+
+
+def test_a_full_disk_during_the_run_stops_it_with_the_partial_report(mirror, tmp_path, monkeypatch):
+    from data_pipeline.atomic_files import RunIOError
+
+    _disk_full_at_append(monkeypatch, 2)
+    out = tmp_path / "cache"
+    with pytest.raises(RunIOError) as info:
+        fetch(["1aki", "1bna", "9zzz"], out, mirror=mirror, workers=1, progress=False)
+    exc = info.value
+    assert isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    assert str(exc) == f"I/O error while recording results in {out / MANIFEST_NAME}: [Errno 28] No space left on device"
+    done = {r.id: r.status for r in exc.partial.results}
+    assert done["1AKI"] == done["1BNA"] == "ok" and (out / "1BNA.cif.gz").exists()
+    recorded = latest_status(out / MANIFEST_NAME)
+    assert "1AKI" in recorded and "1BNA" not in recorded and set(recorded) <= set(done)
+
+
+def _fetch_cli(argv: list[str]) -> int:
+    with mock.patch.object(cli, "COMMANDS", ("fetch_pdb",)):  # no torch import
+        try:
+            return cli.main(argv)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+
+
+def test_cli_reports_a_full_disk_as_an_io_error_not_a_bad_out(mirror, tmp_path, monkeypatch, capsys):
+    _disk_full_at_append(monkeypatch, 2)
+    out = tmp_path / "cache"
+    code = _fetch_cli(["fetch-pdb", "1aki", "1bna", "--out", str(out), "--mirror", str(mirror), "--workers", "1",
+                       "--no-progress"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 4
+    assert "argument --out" not in captured.err
+    error = [line for line in captured.err.splitlines() if "error" in line]
+    assert len(error) == 1 and error[0].startswith(
+        f"protein-care fetch-pdb: error: I/O error while recording results in {out / MANIFEST_NAME}: "
+        "[Errno 28] No space left on device")
+    assert "ok               2" in captured.out  # the partial summary
+    from protein_care.commands import fetch_pdb
+
+    assert "4  an I/O error (e.g. a full disk) stopped the run" in fetch_pdb.EPILOG  # the --help text
+
+
+def test_cli_set_up_problem_with_out_is_still_an_argument_error(mirror, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code = _fetch_cli(["fetch-pdb", "1aki", "--out", str(tmp_path / "file" / "cache"), "--mirror", str(mirror)])
+    assert code == 2 and "argument --out: cannot use" in capsys.readouterr().err
+

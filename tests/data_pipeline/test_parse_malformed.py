@@ -7,6 +7,7 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -100,6 +101,27 @@ def test_size_limits_are_checked_before_parsing(pdb_dir, tmp_path):
     bomb = _write(tmp_path, "bomb.pdb.gz", gzip.compress(b"REMARK\n" * 2_000_000))  # 14 MB inflated
     result = try_read_structure(bomb, max_bytes=1_000_000)
     assert isinstance(result, ParseFailure) and "decompressed" in result.reason
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["biopython/1A8O.cif.gz", "biotite/1l2y.pdb.gz"])
+def test_a_utf8_byte_order_mark_is_ignored(pdb_dir, tmp_path, backend, name):
+    text = gzip.decompress((pdb_dir / name).read_bytes())
+    plain = read_structure(pdb_dir / name, backend=backend)
+    for gz in (False, True):
+        data = b"\xef\xbb\xbf" + text
+        marked = read_structure(_write(tmp_path, f"bom{gz}", gzip.compress(data) if gz else data), backend=backend)
+        np.testing.assert_array_equal(marked.coords, plain.coords)
+        assert marked.id == plain.id
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mmcif_after_other_text_is_not_called_a_malformed_pdb_record(pdb_dir, tmp_path, backend):
+    text = gzip.decompress((pdb_dir / "biopython/1A8O.cif.gz").read_bytes())
+    result = try_read_structure(_write(tmp_path, "x.cif", b"exported by some tool\n" + text), backend=backend)
+    assert isinstance(result, ParseFailure)
+    assert "mmCIF with other text before its data_ block (line 2)" in result.reason
+    assert "ATOM/HETATM" not in result.reason
 
 
 def test_missing_path_and_directory_are_failures(tmp_path):
