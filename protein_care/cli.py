@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 import threading
+import warnings
 
 from protein_care import __version__
 
@@ -42,7 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Third-party deprecation notices a user of the CLI cannot act on (torch_geometric 2.8
+#: calls ``torch.jit.script`` at import time, which torch 2.10+ deprecates).
+QUIET_WARNINGS = (r"`torch\.jit\.script` is deprecated",)
+
+
 def main(argv: list[str] | None = None) -> int:
+    for message in QUIET_WARNINGS:  # this process only; the library leaves the filters alone
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -51,6 +51,17 @@ def test_console_script_runs_in_a_subprocess():
     assert result.returncode == 0 and __version__ in result.stdout
 
 
+def test_a_command_that_imports_torch_geometric_prints_no_third_party_deprecation_notice(tmp_path):
+    """torch_geometric's import-time torch.jit.script calls warn under torch 2.10+: the
+    CLI hides that notice (QUIET_WARNINGS), so its stderr holds only its own error."""
+    code = ("import sys, protein_care.cli as c; code = c.main(['train', '--store', sys.argv[1], '--out', sys.argv[2]]); "
+            "sys.exit(code if 'torch_geometric' in sys.modules else 99)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "missing"), str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr  # the bad --store, after torch_geometric was imported
+    assert result.stderr.strip().splitlines() == [f"error: --store: {tmp_path / 'missing'}: no store here (not a directory)"]
+
+
 def test_building_the_parser_does_not_import_torch():
     """`protein-care --help` must start fast: no subcommand imports torch to register."""
     code = "import sys, protein_care.cli as c; c.build_parser(); sys.exit('torch' in sys.modules)"
