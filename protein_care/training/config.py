@@ -112,6 +112,23 @@ def validate(config: dict) -> None:
         raise ValueError(f"--dim {config['dim']}: --embedding split needs an even dimension")
 
 
+def no_batch_message(config: dict, train_size: int, world_size: int) -> str:
+    """Why the training split fills no batch: too small for any batch (a batch holds at
+    least 2 clouds per equivariance chunk, 2 × --n-split per process), or a --batch-size
+    above what it fills (and the largest that fits)."""
+    batch, n_split, split = config["batch_size"], config["n_split"], config["split"]
+    smallest = 2 * n_split * world_size
+    if train_size < smallest:
+        fewer = (" (or lower --n-split: the smallest batch is 2 clouds × --n-split per process)"
+                 if n_split > 1 and train_size >= 2 * world_size else "")
+        return (f"split {split!r} has {train_size} cloud(s): too small to train on. A batch needs at least 2 clouds "
+                f"per chunk × --n-split {n_split} × {world_size} process(es) = {smallest} clouds (--batch-size "
+                f"{batch} needs {batch * world_size}); use a store with more clouds in {split!r} or another --split{fewer}")
+    fits = (train_size // world_size) // n_split * n_split
+    return (f"--batch-size {batch} × {world_size} process(es) is more than the {train_size} clouds of split "
+            f"{split!r}: no full batch (lower --batch-size to at most {fits}, a multiple of --n-split {n_split})")
+
+
 def derive(config: dict, *, train_size: int, world_size: int, length_scale: float, num_residue_types: int) -> dict:
     """Fill in the values that depend on the data and the launch."""
     from protein_care.training.data import steps_per_epoch
@@ -119,10 +136,7 @@ def derive(config: dict, *, train_size: int, world_size: int, length_scale: floa
     out = dict(config)
     per_epoch = steps_per_epoch(train_size, out["batch_size"], world_size)
     if per_epoch < 1:
-        raise ValueError(
-            f"--batch-size {out['batch_size']} × {world_size} process(es) is more than the {train_size} clouds of "
-            f"split {out['split']!r}: no full batch (lower --batch-size)"
-        )
+        raise ValueError(no_batch_message(out, train_size, world_size))
     total = per_epoch * out["epochs"]
     if out["max_steps"] is not None:
         total = min(total, int(out["max_steps"]))
@@ -144,8 +158,32 @@ def derive(config: dict, *, train_size: int, world_size: int, length_scale: floa
     return out
 
 
+#: Settings added after runs were first saved whose default does not reproduce what a
+#: run saved without them did, with the value that does: before ``--view-window``
+#: (commit 1924239) every step made its own views, i.e. a window of 1 (its default, None,
+#: is resolved to 16 on CUDA). The other later settings' defaults are the old behaviour
+#: (``norm_stats`` joint, ``train_points`` 0, ``anti_invariance`` 0).
+LEGACY_VALUES = {"view_window": 1}
+
+
+def saved_value(saved: dict, key: str):
+    """``saved[key]``; for a key a run was saved without (added later) the value that
+    reproduces the old behaviour (:data:`LEGACY_VALUES`), else its default."""
+    return saved[key] if key in saved else LEGACY_VALUES.get(key, DEFAULTS.get(key))
+
+
 def resume_mismatches(saved: dict, current: dict) -> list[str]:
-    """Names of the values (other than :data:`RUNTIME_KEYS`) that differ; a key a run
-    was saved without (added later) counts as its default."""
+    """Names of the values (other than :data:`RUNTIME_KEYS`) that differ, a key missing
+    from ``saved`` taken as :func:`saved_value` gives it."""
     keys = (set(saved) | set(current)) - RUNTIME_KEYS - {"versions"}
-    return sorted(k for k in keys if not k.startswith("_") and saved.get(k, DEFAULTS.get(k)) != current.get(k))
+    return sorted(k for k in keys if not k.startswith("_") and saved_value(saved, k) != current.get(k))
+
+
+def describe_mismatches(saved: dict, current: dict) -> str:
+    """:func:`resume_mismatches` with both values, ``key: run=X, now=Y`` joined by ``; ``
+    (empty when none differ)."""
+    def show(key: str) -> str:
+        note = "" if key in saved else " (the run predates this setting)"
+        return f"{key}: run={saved_value(saved, key)!r}, now={current.get(key)!r}{note}"
+
+    return "; ".join(show(k) for k in resume_mismatches(saved, current))

@@ -37,17 +37,19 @@ from pathlib import Path
 import torch
 
 from protein_care import __version__
-from data_pipeline.atomic_files import append_json_line, json_lines, write_text_atomic, write_torch_atomic
+from data_pipeline.atomic_files import (
+    append_json_line, json_lines, temporary_writer_alive, write_text_atomic, write_torch_atomic,
+)
 from protein_care.augment import cap_points
 from protein_care.devices import resolve_device
 from protein_care.losses import combined_loss, loss_variant, orbit_similarity
 from protein_care.runs import (
-    CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, initial_encoder, read_config,
+    CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, SNAPSHOT_DIR, initial_encoder, read_config,
     snapshot_path, write_json_atomic,
 )
 from protein_care.training import distributed
 from protein_care.training.checkpoint import load_checkpoint, rng_state, set_rng_state, unwrap_model
-from protein_care.training.config import derive, resume_mismatches, validate, with_defaults
+from protein_care.training.config import derive, describe_mismatches, validate, with_defaults
 from protein_care.training.data import (
     PackedClouds, epoch_batches, open_store, split_indices, store_config_hash, store_num_residue_types,
 )
@@ -236,26 +238,37 @@ class Trainer:
         self._log_start = time.perf_counter() - float(payload.get("log_seconds", 0.0))
 
     def save(self, run_dir: Path, *, snapshot: bool = False) -> None:
-        """Write ``checkpoint.pt`` (and the step's snapshot) on rank 0."""
+        """Write the step's snapshot, then ``checkpoint.pt``, on rank 0: a process killed
+        between the two resumes from the previous checkpoint and redoes the step (the
+        same weights), so no snapshot is lost."""
         if self.ctx.is_main:
             state = self.state()
-            write_torch_atomic(run_dir / CHECKPOINT_NAME, state)
             if snapshot:
-                write_torch_atomic(snapshot_path(run_dir, self.step), {"model": state["model"], "step": self.step, "epoch": self.epoch})
+                self._write_snapshot(run_dir, state["model"])
+            write_torch_atomic(run_dir / CHECKPOINT_NAME, state)
         distributed.barrier(self.ctx)
+
+    def _write_snapshot(self, run_dir: Path, model_state: dict) -> None:
+        write_torch_atomic(snapshot_path(run_dir, self.step), {"model": model_state, "step": self.step, "epoch": self.epoch})
+
+    def _snapshot_due(self) -> bool:
+        """Whether the run writes a snapshot at :attr:`step` (a snapshot step, or the end)."""
+        return self.step in self.config["snapshot_steps"] or self.step == self.config["total_steps"]
 
     # ------------------------------------------------------------------ loop
 
     def prepare_run_dir(self, run_dir: Path, resume: bool) -> None:
         """Refuse to overwrite a run; on ``resume`` check the settings and load the
-        checkpoint; write ``config.json``; drop metrics logged after the checkpoint."""
+        checkpoint; remove killed writers' temporaries; write the checkpoint step's
+        snapshot if due and missing; write ``config.json``; drop metrics logged after
+        the checkpoint."""
         ckpt = run_dir / CHECKPOINT_NAME
         if ckpt.is_file() and not resume:
             raise ValueError(f"--out {run_dir} already holds a run (pass --resume to continue it, or choose another folder)")
         if resume and ckpt.is_file():
-            mismatched = resume_mismatches(read_config(run_dir), self.config)
+            mismatched = describe_mismatches(read_config(run_dir), self.config)
             if mismatched:
-                raise ValueError(f"--resume: these settings differ from the run in {run_dir}: {', '.join(mismatched)}")
+                raise ValueError(f"--resume: these settings differ from the run in {run_dir}: {mismatched}")
             self.load_state(load_checkpoint(ckpt))
         if self.ctx.is_main:
             try:
@@ -263,8 +276,9 @@ class Trainer:
             except (FileExistsError, NotADirectoryError):
                 raise ValueError(f"--out {run_dir}: a file is in the way (the run folder, or a folder above it, "
                                  "exists as a file)") from None
-            for stale in run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # left by a killed writer
-                stale.unlink(missing_ok=True)
+            _remove_dead_temporaries(run_dir)
+            if self.step and self._snapshot_due() and not snapshot_path(run_dir, self.step).is_file():
+                self._write_snapshot(run_dir, self.model.state_dict())  # lost by a kill after the checkpoint
             write_json_atomic(self.config, run_dir / CONFIG_NAME)
             _truncate_metrics(run_dir / METRICS_NAME, self.step)
         distributed.barrier(self.ctx)
@@ -339,6 +353,15 @@ def _short(record: dict) -> dict:
         if tail in names:
             out[(head + "/" if head else "") + names[tail]] = f"{value:.3f}"
     return out
+
+
+def _remove_dead_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files of killed writers in the run folder and its snapshot
+    folder (``.NAME.<pid>.<hex>.tmp``); those of a writer still running are kept."""
+    for folder in (run_dir, run_dir / SNAPSHOT_DIR):
+        for stale in folder.glob(".*.tmp"):
+            if not temporary_writer_alive(stale):
+                stale.unlink(missing_ok=True)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
