@@ -12,17 +12,36 @@ DRIFT_DEGREES = 3.0
 DRIFT_FRACTION = 0.5
 
 
+#: Run names the claims are checked for, each against the run named :data:`CLAIMS_REFERENCE`.
+CLAIMS_RUNS = ("CARE", "CARE points", "CARE split")
+CLAIMS_REFERENCE = "SimCLR"
+#: How to name runs so that the claims are checked (``compare`` help and note).
+CLAIMS_NAMING = (f"the paper's claims are checked for a run named {CLAIMS_RUNS[0]} (or "
+                 f"{', '.join(repr(n) for n in CLAIMS_RUNS[1:])}) against one named {CLAIMS_REFERENCE} "
+                 "(names are case-sensitive): name them with NAME=RUN, e.g. CARE=runs/care SimCLR=runs/simclr")
+
+
+def claims_note(names) -> str | None:
+    """Why no claim can be checked (no run named as :func:`assess_claims` expects), or
+    None when at least one pair of names is there."""
+    names = set(names)
+    if CLAIMS_REFERENCE in names and names & set(CLAIMS_RUNS):
+        return None
+    return f"no claim of the paper was checked: {CLAIMS_NAMING}"
+
+
 def assess_claims(runs: list[dict], baseline: dict | None) -> list[dict]:
-    """The paper's protein claims, checked on the measured numbers (issue 6 §6)."""
+    """The paper's protein claims, checked on the measured numbers (issue 6 §6), for the
+    runs named in :data:`CLAIMS_RUNS` against the one named :data:`CLAIMS_REFERENCE`."""
     by_name = {r["name"]: r["metrics"] for r in runs}
     claims = []
-    simclr = by_name.get("SimCLR")
+    simclr = by_name.get(CLAIMS_REFERENCE)
     chance = math.degrees(1.0)
 
     def add(text, holds, evidence):
         claims.append({"claim": text, "holds": bool(holds), "evidence": evidence})
 
-    for label in ("CARE", "CARE points", "CARE split"):
+    for label in CLAIMS_RUNS:
         model = by_name.get(label)
         if model is None or simclr is None:
             continue

@@ -22,9 +22,11 @@ def add_parser(subparsers) -> None:
         "encoder, project with a PCA fitted per run and write one interactive HTML (plotly.js embedded).",
     )
     add_runs_arguments(p, runs_help="run folders written by protein-care train", out_help="the HTML file to write",
-                       store_help="store holding the proteins")
+                       store_help="store holding the proteins; needed when the runs were trained on different stores "
+                       "(runs trained on another one are then marked)")
     p.add_argument("--ids", nargs="+", default=None, metavar="ID", help="cloud IDs to plot (default: drawn with --seed)")
-    p.add_argument("--n-proteins", type=at_least(1), default=3, help="proteins drawn when --ids is not given (default: 3)")
+    p.add_argument("--n-proteins", type=at_least(1), default=3,
+                   help="proteins drawn when --ids is not given (default: 3; every cloud of a store holding fewer)")
     p.add_argument("--steps", type=int, default=64, help="angles per axis, 0 and 2π included (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the protein draw (default: 0)")
     p.add_argument("--view", default="2d", choices=("2d", "3d"), help="PCA to 2 or 3 components (default: 2d)")
@@ -40,11 +42,23 @@ def run_label(run) -> str:
     return f"{Path(run.dir).name} ({loss + ', ' if loss else ''}step {run.step})"
 
 
+def proteins_to_draw(n_proteins: int, store) -> int:
+    """``--n-proteins``, or every cloud of a store holding fewer (with a note on stderr)."""
+    if len(store) == 0:
+        raise ValueError(f"the store {getattr(store, 'path', '')} holds no clouds; nothing to draw")
+    if len(store) < n_proteins:
+        print(f"note: --n-proteins {n_proteins}: the store {getattr(store, 'path', '')} holds only {len(store)} "
+              f"cloud(s); drawing {'it' if len(store) == 1 else 'all of them'} (choose proteins with --ids ID ...)",
+              file=sys.stderr)
+    return min(n_proteins, len(store))
+
+
 def run(args: argparse.Namespace) -> int:
     from data_pipeline.store import StoreError
     from protein_care.devices import resolve_device
     from protein_care.evaluation.evaluate import open_store, training_store_path
     from protein_care.plotting import PngExportError, trajectory_figure, write_html, write_png
+    from protein_care.provenance import different_stores_message, store_mismatch, store_selection
     from protein_care.runs import load_run
     from protein_care.trajectories import compute_trajectories, regularity_summary, sample_ids
 
@@ -63,12 +77,20 @@ def run(args: argparse.Namespace) -> int:
         if not store_path:
             raise ValueError(f"{args.runs[0]}: the run's config names no store; pass --store")
         store = open_store(store_path)
-        ids = args.ids or sample_ids(store, args.n_proteins, seed=args.seed)
+        selection = store_selection(getattr(store, "meta", {}) or {})
+        mismatches = [store_mismatch(r.dir, r.config, store, selection, marked="its panel is marked") for r in runs]
+        if not args.store and any(mismatches):
+            print("error: " + different_stores_message(args.runs[0], store_path, selection, [m for m in mismatches if m],
+                                                       "to choose the proteins drawn"), file=sys.stderr)
+            return 2
+        for mismatch in filter(None, mismatches):
+            print(f"warning: RUN {mismatch.warning}", file=sys.stderr)
+        ids = args.ids or sample_ids(store, proteins_to_draw(args.n_proteins, store), seed=args.seed)
         panels = []
-        for r in runs:
+        for r, mismatch in zip(runs, mismatches):
             traj = compute_trajectories(r.encoder, store, ids, steps=args.steps,
                                         length_scale=float(r.config["length_scale"]), device=device)
-            panels.append((run_label(r), traj))
+            panels.append((run_label(r) + (f" ⚠ {mismatch.note}" if mismatch else ""), traj))
     except (FileNotFoundError, StoreError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
