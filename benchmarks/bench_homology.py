@@ -6,12 +6,23 @@ Reads the protein chains of every structure file under ``$PROTEIN_CARE_TEST_PDB`
 (:func:`data_pipeline.splits.chain_sequences`). Then:
 
 1. on random subsets of distinct sequences (``--subset`` of them, one per seed of
-   ``--seeds``): brute force (every pair aligned) against
+   ``--seeds``): brute force (every pair aligned, linked by the module's rule: identity
+   and :data:`~data_pipeline.homology.MIN_IDENTICAL` identical residues) against
    :func:`~data_pipeline.homology.homologous_pairs` at identities 0.3, 0.4, 0.5 and 0.9:
    pairs aligned, time, pairs found, recall (summed over the subsets);
 2. on all chains: the time of :func:`~data_pipeline.homology.homologous_pairs` and of
    :func:`~data_pipeline.homology.homology_keys` (which skips pairs already clustered),
-   with the number of clusters and the largest one.
+   with the number of clusters and the largest one; rows with ``min_id 0`` use identity
+   alone (the rule before split rule 4), for comparison;
+3. with ``--chance N``, the chance links instead (no files read): N random chains of each
+   length class (30-39, 40-59 and 60-99 residues) and 1,000 random chains of 100-400
+   residues, all with natural amino-acid frequencies, so no pair is homologous. Every
+   (class chain, long chain) pair is aligned: how many reach identity 0.3 of the shorter
+   chain, how many of those also have ``MIN_IDENTICAL`` identical residues, the most
+   identical residues seen; then :func:`~data_pipeline.homology.homology_keys` at 0.3
+   (``min_residues`` 30) of the class chains plus the long ones, with identity alone and
+   with the rule: the largest cluster (of unrelated chains: 1 when nothing links by
+   chance). ``--chance 300`` takes about 15 minutes on one core.
 
 Run: ``.venv/bin/python benchmarks/bench_homology.py`` (about 3 minutes on 2 cores;
 ``--help``).
@@ -33,12 +44,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import Bio  # noqa: E402
+import numpy as np  # noqa: E402
 
 from data_pipeline.homology import (  # noqa: E402
+    MIN_IDENTICAL,
     candidate_pairs,
     homologous_pairs,
     homology_keys,
-    identity,
+    identical_residues,
     make_aligner,
 )
 from data_pipeline.parse import try_read_structure  # noqa: E402
@@ -46,6 +59,45 @@ from data_pipeline.splits import MIN_LINK_RESIDUES, chain_sequences  # noqa: E40
 from data_pipeline.structure import PointCloud  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.9)
+#: UniProt amino-acid frequencies, in the order of ``AMINO``.
+AMINO = "ARNDCQEGHILKMFPSTWYV"
+FREQ = (8.25, 5.53, 4.06, 5.45, 1.37, 3.93, 6.75, 7.07, 2.27, 5.96, 9.66, 5.84, 2.42, 3.86, 4.70, 6.56, 5.34, 1.08,
+        2.92, 6.87)  # fmt: skip
+CLASSES = ((30, 40), (40, 60), (60, 100))
+
+
+def chance_links(n_class: int, n_long: int = 1000, seed: int = 0) -> None:
+    """Part 3 of the module docstring: chance links between random unrelated chains."""
+    rng = np.random.default_rng(seed)
+    p = np.array(FREQ) / sum(FREQ)
+
+    def random_chain(lo: int, hi: int) -> str:
+        return "".join(rng.choice(list(AMINO), int(rng.integers(lo, hi)), p=p))
+
+    long_ = [random_chain(100, 401) for _ in range(n_long)]
+    aligner = make_aligner()
+    print(f"chance links: {n_class} random chains per class x {n_long} random chains of 100-400 residues "
+          f"(natural amino-acid frequencies, seed {seed}); identity 0.3, min_residues 30")  # fmt: skip
+    head = (f"{'class':>7} | {'pairs':>7} {'identity>=0.3':>15} {f'and >={MIN_IDENTICAL} same':>15} {'most same':>9} | "
+            f"{'largest cluster: identity alone':>31} {'rule':>5} | {'time s':>6}")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    for lo, hi in CLASSES:
+        t0 = time.perf_counter()
+        chains = [random_chain(lo, hi) for _ in range(n_class)]
+        same = np.array([identical_residues(c, t, aligner) for c in chains for t in long_])
+        shorter = np.repeat([len(c) for c in chains], n_long)
+        by_identity = same / shorter >= 0.3 - 1e-12
+        both = by_identity & (same >= MIN_IDENTICAL)
+        largest = [max(Counter(homology_keys(chains + long_, 0.3, min_residues=30, min_identical=m)).values())
+                   for m in (0, MIN_IDENTICAL)]  # fmt: skip
+        n, dt = len(same), time.perf_counter() - t0
+        print(f"{f'{lo}-{hi - 1}':>7} | {n:>7,} {_rate(by_identity.sum(), n):>15} {_rate(both.sum(), n):>15} "
+              f"{same.max(initial=0):>9} | {largest[0]:>31,} {largest[1]:>5,} | {dt:>6.0f}")  # fmt: skip
+
+
+def _rate(k: int, n: int) -> str:
+    return f"{k:,} ({k / n:.3%})"
 
 
 def load_chains(root: Path, limit: int | None) -> tuple[list[str], int]:
@@ -68,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subset", type=int, default=150, help="distinct sequences for brute force (default 150)")
     ap.add_argument("--seeds", default="0,1,2", help="one subset per seed (default 0,1,2)")
     ap.add_argument("--min-residues", type=int, default=MIN_LINK_RESIDUES, help="default: %(default)s")
+    ap.add_argument("--chance", type=int, default=0, metavar="N",
+                    help="measure chance links of N random chains per length class instead (part 3)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.chance > 0:
+        chance_links(args.chance)
+        return 0
 
     t0 = time.perf_counter()
     chains, n_files = load_chains(Path(args.pdb), args.limit)
@@ -93,16 +150,22 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds:
         subset = sorted(random.Random(seed).sample(linkable, min(args.subset, len(linkable))))
         t0 = time.perf_counter()
-        ident = {p: identity(subset[p[0]], subset[p[1]], aligner) for p in itertools.combinations(range(len(subset)), 2)}
+        same = {
+            p: identical_residues(subset[p[0]], subset[p[1]], aligner)
+            for p in itertools.combinations(range(len(subset)), 2)
+        }
         t_brute = time.perf_counter() - t0
         for th in THRESHOLDS:
-            brute = {p for p, v in ident.items() if v >= th}
+            brute = {
+                (i, j) for (i, j), v in same.items()
+                if v >= MIN_IDENTICAL and v / min(len(subset[i]), len(subset[j])) >= th
+            }  # fmt: skip
             t0 = time.perf_counter()
             found = set(homologous_pairs(subset, th, min_residues=mr))
             dt = time.perf_counter() - t0
             assert found <= brute, "the prefiltered search found a pair that brute force did not"
             aligned = len(candidate_pairs(subset, th, min_residues=mr))
-            rows[th].update(b_aligned=len(ident), b_time=t_brute, brute=len(brute), aligned=aligned, time=dt, found=len(found))
+            rows[th].update(b_aligned=len(same), b_time=t_brute, brute=len(brute), aligned=aligned, time=dt, found=len(found))
             if th == THRESHOLDS[0]:
                 per_seed.append(f"{seed}: {len(found)}/{len(brute)}")
     print()
@@ -121,21 +184,25 @@ def main(argv: list[str] | None = None) -> int:
     # 2. all chains
     print()
     print(f"all chains: {len(chains)} ({len(set(chains))} distinct)")
-    head = f"{'function':<17} {'identity':>8} {'min_res':>7} {'aligned':>8} {'time s':>7} {'result':<40}"
+    head = f"{'function':<17} {'identity':>8} {'min_res':>7} {'min_id':>6} {'aligned':>8} {'time s':>7} {'result':<40}"
     print(head)
     print("-" * len(head))
     t0 = time.perf_counter()
     pairs = homologous_pairs(chains, 0.3, min_residues=mr)
     dt = time.perf_counter() - t0
     n_aligned = len(candidate_pairs(sorted(set(chains)), 0.3, min_residues=mr))
-    print(f"{'homologous_pairs':<17} {0.3:>8.1f} {mr:>7} {n_aligned:>8,} {dt:>7.2f} {len(pairs):,} chain pairs")
-    for th, min_res in dict.fromkeys([(0.3, mr), (0.3, 30), (0.4, mr), (0.4, 30), (0.5, mr), (0.9, mr)]):
+    print(f"{'homologous_pairs':<17} {0.3:>8.1f} {mr:>7} {MIN_IDENTICAL:>6} {n_aligned:>8,} {dt:>7.2f} "
+          f"{len(pairs):,} chain pairs")  # fmt: skip
+    mi = MIN_IDENTICAL
+    settings = [(0.3, mr, mi), (0.3, 30, mi), (0.3, 30, 0), (0.4, mr, mi), (0.4, 30, mi), (0.4, 30, 0), (0.5, mr, mi),
+                (0.9, mr, mi)]  # fmt: skip
+    for th, min_res, min_id in dict.fromkeys(settings):
         t0 = time.perf_counter()
-        keys = homology_keys(chains, th, min_residues=min_res)
+        keys = homology_keys(chains, th, min_residues=min_res, min_identical=min_id)
         dt = time.perf_counter() - t0
         sizes = Counter(k for k in keys if k is not None)
         result = f"{len(sizes):,} clusters, largest {max(sizes.values(), default=0):,} chains"
-        print(f"{'homology_keys':<17} {th:>8.1f} {min_res:>7} {'-':>8} {dt:>7.2f} {result:<40}")
+        print(f"{'homology_keys':<17} {th:>8.1f} {min_res:>7} {min_id:>6} {'-':>8} {dt:>7.2f} {result:<40}")
     return 0
 
 

@@ -13,54 +13,69 @@ symmetric. It is 0 when no alignment scores above 0. The denominator is the full
 of the shorter sequence, ``X`` included, so ``identity(a, a) = 1`` only without ``X``.
 
 **Links.** Two sequences are *homologous* at ``min_identity`` when both have at least
-``min_residues`` known (non-``X``) residues and ``identity >= min_identity``; identical
-strings with enough known residues are always homologous (the exact rule of
+``min_residues`` known (non-``X``) residues, ``identity >= min_identity`` and the
+alignment has at least ``min_identical`` identical residues (:data:`MIN_IDENTICAL`, 20);
+identical strings with enough known residues are always homologous (the exact rule of
 :mod:`data_pipeline.splits`, whatever their ``X``). :func:`homology_keys` gives the
-single-linkage clusters (connected components) of that relation. Beware short
-sequences: the best local alignment of a 10-20 residue peptide reaches 0.3 of its length
-by chance with about a quarter of the chains of shared/pdb, so at ``min_identity=0.3``
-with ``min_residues=10`` about 2,000 of its 2,049 chains form one cluster (1,250 at
-0.4); with ``min_residues=30`` the largest has 195 (145 at 0.4; see
-``benchmarks/bench_homology.py``).
+single-linkage clusters (connected components) of that relation.
+
+Single linkage needs links unlikely by chance (one joins two clusters; a whole PDB has
+some 5e9 pairs), and identity alone is not that for short chains. Among random chains
+with natural amino-acid frequencies, the best local alignment of a 30-39-residue chain
+with a 100-400-residue one reaches identity 0.3 in 0.63% of the pairs, and at 0.3, 300
+such chains glued 1,091 of 1,300 chains into one cluster. With 20 identical residues
+required as well, none of those 300,000 pairs links (the most seen: 16; 19 with 40-59
+residues) and no cluster forms (``benchmarks/bench_homology.py --chance 300``); the band
+test below passes none of the chance pairs of 60-99-residue chains. 20 is what the
+twilight zone asks of 30-50 aligned residues (Rost 1999, HSSP curve: 17-21); it changes
+nothing once the shorter chain has ``20 / min_identity`` residues (67 at 0.3), and a
+chain of 30-39 residues links from 67% (30) to 51% (39) identity. Coverage
+(CD-HIT ``-aS 0.8``) was measured and not used: ``benchmarks/results/split_identity.md``.
 
 **Prefilter.** Aligning all pairs is quadratic (about 1 ms per pair of 300 residues).
 Only these pairs are aligned (:func:`candidate_pairs`):
 
-* pairs whose shorter sequence has fewer than :data:`EXHAUSTIVE_BELOW` residues, all of
-  them (they are cheap, and their chance alignments carry no shared k-mers);
+* pairs whose shorter sequence has fewer than :data:`EXHAUSTIVE_BELOW` residues (and
+  both ``min_identical`` known ones), all of them (few k-mers to share), a block of
+  short sequences at a time, never all at once;
 * other pairs with a *diagonal band* of shared k-mers (FASTA's diagonal, BLAST's
   two-hit idea): every pair of equal k-mers (``k`` letters, no ``X``, and not repeated
   more than :data:`MAX_REPEATS` times in its sequence) at positions ``p`` in ``a`` and
   ``q`` in ``b``, ``a`` before ``b`` in sorted order, is a hit on diagonal ``p - q``;
-  the pair passes when some window of :data:`BAND` consecutive diagonals (windows start
-  at every multiple of ``BAND // 2``) holds at least ``max(MIN_HITS, HITS_PER_RESIDUE * min(len(a), len(b)))`` hits;
+  the pair passes when some window of :data:`BAND` diagonals (starting at a multiple of
+  ``BAND // 2``) holds ``max(MIN_HITS, HITS_PER_RESIDUE * min(len(a), len(b)))`` hits;
 * and, in both cases, the pairs that pass the exact composition bound
-  ``I <= sum over letters c != X of min(count_a(c), count_b(c))``.
+  ``I <= sum over letters c != X of min(count_a(c), count_b(c))`` (against
+  ``min_identity`` and ``min_identical``).
 
 The bound is exact; the band test is a heuristic. It misses pairs whose identical
 residues are scattered (few runs of ``k`` identical letters) or spread over many
 diagonals by indels: in practice pairs just above 0.3. Against all-pairs alignment of
 the 1,326 distinct chains of shared/pdb with 30 or more known residues (878 k pairs, 20
 minutes on one core: ``benchmarks/bench_homology.py --subset 5000 --seeds 0
---min-residues 30``) the prefilter aligned 24 k pairs and kept 95.3% of the 5,182
+--min-residues 30``) the prefilter aligned 24 k pairs and kept 96.9% of the 5,008
 pairs at 0.3, 99.9% at 0.4 and all at 0.5 and 0.9 (it never links a pair that
-alignment does not). Its constants were tuned on that set for the hardest case, 0.3, so its cost does not fall at
-higher thresholds; they assume ``k = 3``: a smaller ``k`` passes many more pairs
-(slower, not less exact), a larger one misses more. Recall on other data is measured by
-``benchmarks/bench_homology.py``.
+alignment does not). Its constants were tuned on that set for the hardest case, 0.3,
+so its cost does not fall at higher thresholds; they assume ``k = 3``: a smaller ``k``
+passes many more pairs (slower, not less exact), a larger one misses more.
 
-**Cost.** The k-mer hits of all pairs grow with the square of the number of distinct
-chains: on random chains of 100-400 residues with natural amino-acid frequencies,
-:func:`homology_keys` at 0.3 took 0.9 s for 1,000 distinct chains, 3.2 s for 2,000 and
-11.9 s for 4,000 (one core of this project's CPU machine, 0.5 GB); by the square law, about
-two hours for the 100,000 distinct chains of a whole PDB.
+**Cost** (CPU time of :func:`homology_keys` at 0.3, ``min_residues=30``, on one core of
+this project's CPU machine; random chains with natural amino-acid frequencies). The band
+test grows with the square of the number of chains: 1.1 s for 1,000 chains of 100-400
+residues, 12 s for 4,000, 48 s for 8,000 (545 MB): about two hours for the 100,000
+distinct chains of a whole PDB. The exhaustive pairs add about 0.17 ms each, (short
+chains) x (all chains) of them: at 100,000 chains of which 1% are short (1.1% in
+shared/pdb), about five hours more. Formed a block at a time, they keep memory at that of
+the band test (400 short and 4,000 long chains: 424 MB; 1,017 MB when all were formed
+at once, 450 bytes a pair).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from Bio.Align import PairwiseAligner, substitution_matrices
@@ -71,6 +86,8 @@ from data_pipeline.structure import ONE_LETTER
 
 #: Accepted letters: the 20 amino acids, then ``X`` (code 20).
 ALPHABET = ONE_LETTER + "X"
+#: Fewest identical residues in the alignment of a homologous pair (module docstring).
+MIN_IDENTICAL = 20
 #: Width (diagonals) of a prefilter window, and the least k-mer hits in one.
 BAND = 12
 MIN_HITS = 6
@@ -84,10 +101,10 @@ _CODE = np.full(256, 255, dtype=np.uint8)
 _CODE[np.frombuffer(ALPHABET.encode("ascii"), np.uint8)] = np.arange(len(ALPHABET))
 _BLOCK_HITS = 1 << 21  # hits expanded at once, cut between sequences (~100 MB unless one
 #                        sequence alone has more hits: bounded by MAX_REPEATS)
-#: A k-mer that occurs more than this many times in one sequence (a low-complexity run,
-#: e.g. a poly-Ala trace) takes no part in the band test of that sequence, as BLAST masks
-#: such regions: unmasked, one 1,000-residue poly-Ala chain against 40 others takes 80 s
-#: and 1.8 GB.
+_BLOCK_PAIRS = 1 << 18  # exhaustive pairs formed at once (~20 MB), whole short sequences
+#: A k-mer repeated more than this in one sequence (a low-complexity run, e.g. poly-Ala)
+#: is left out of its band test, as BLAST masks such regions (unmasked, one 1,000-residue
+#: poly-Ala chain against 40 others took 80 s and 1.8 GB).
 MAX_REPEATS = 8
 
 
@@ -102,19 +119,26 @@ def make_aligner() -> PairwiseAligner:
 
 def identity(a: str, b: str, aligner: PairwiseAligner | None = None) -> float:
     """Identical residues of the best local alignment / length of the shorter sequence."""
+    same = identical_residues(a, b, aligner)
+    return same / min(len(a), len(b)) if same else 0.0
+
+
+def identical_residues(a: str, b: str, aligner: PairwiseAligner | None = None) -> int:
+    """The number of identical residues (``X`` not counted) of the best local alignment:
+    the numerator of :func:`identity`."""
     for name, s in (("a", a), ("b", b)):
         _check_sequence(name, s)
-    return _identity(a, b, aligner or make_aligner())
+    return _identical(a, b, aligner or make_aligner())
 
 
-def _identity(a: str, b: str, aligner: PairwiseAligner) -> float:
+def _identical(a: str, b: str, aligner: PairwiseAligner) -> int:
     if not a or not b:
-        return 0.0
+        return 0
     if a > b:
         a, b = b, a
     alignments = aligner.align(a, b)
     if alignments.score <= 0:
-        return 0.0
+        return 0
     x, y = np.frombuffer(a.encode("ascii"), np.uint8), np.frombuffer(b.encode("ascii"), np.uint8)
     (s1, *ends1), (s2, *ends2) = alignments[0].coordinates.tolist()
     same = 0
@@ -122,17 +146,32 @@ def _identity(a: str, b: str, aligner: PairwiseAligner) -> float:
         if e1 > s1 and e2 > s2:
             same += int(np.count_nonzero((x[s1:e1] == y[s2:e2]) & (x[s1:e1] != ord("X"))))
         s1, s2 = e1, e2
-    return same / min(len(a), len(b))
+    return same
+
+
+def _linked(a: str, b: str, min_identity: float, min_identical: int, aligner: PairwiseAligner) -> bool:
+    """The alignment test of a pair (module docstring, **Links**)."""
+    same = _identical(a, b, aligner)
+    return same >= min_identical and same / min(len(a), len(b)) >= min_identity
 
 
 def candidate_pairs(
-    sequences: Sequence[str], min_identity: float, *, k: int = 3, min_residues: int = MIN_LINK_RESIDUES
+    sequences: Sequence[str],
+    min_identity: float,
+    *,
+    k: int = 3,
+    min_residues: int = MIN_LINK_RESIDUES,
+    min_identical: int = MIN_IDENTICAL,
 ) -> np.ndarray:
     """``[m, 2]`` index pairs ``i < j`` of ``sequences`` that pass the prefilter (module
-    docstring), sorted by decreasing band hits. Identical strings are not special here."""
-    seqs = _check_args(sequences, min_identity, k, min_residues)
+    docstring): the band test's by decreasing hits, then the other pairs of a short
+    sequence. Identical strings are not special. All at once: the search never is."""
+    seqs = _check_args(sequences, min_identity, k, min_residues, min_identical)
     order = np.argsort(np.array(seqs, dtype=object), kind="stable") if seqs else np.zeros(0, np.int64)
-    pairs = order[_candidates([seqs[i] for i in order], min_identity, k, min_residues)]  # sorted: canonical
+    band, blocks = _candidates([seqs[i] for i in order], min_identity, k, min_residues, min_identical)
+    ex = np.concatenate([np.zeros((0, 2), np.int64), *blocks])
+    ex = ex[np.lexsort((ex[:, 1], ex[:, 0]))]
+    pairs = order[np.concatenate([band, ex])]  # sorted: canonical
     return np.sort(pairs, axis=1).astype(np.int64).reshape(-1, 2)
 
 
@@ -142,13 +181,14 @@ def homologous_pairs(
     *,
     k: int = 3,
     min_residues: int = MIN_LINK_RESIDUES,
+    min_identical: int = MIN_IDENTICAL,
     progress: bool = False,
 ) -> list[tuple[int, int]]:
     """All index pairs ``(i, j)``, ``i < j``, of homologous sequences (module docstring),
     sorted. Identical strings are paired without alignment; the others are aligned when
     the prefilter passes them."""
-    uniq, inverse = _unique(_check_args(sequences, min_identity, k, min_residues))
-    links, _ = _search(uniq, min_identity, k, min_residues, progress, all_pairs=True)
+    uniq, inverse = _unique(_check_args(sequences, min_identity, k, min_residues, min_identical))
+    links, _ = _search(uniq, min_identity, k, min_residues, min_identical, progress, all_pairs=True)
     members: list[list[int]] = [[] for _ in uniq]
     for i, u in enumerate(inverse.tolist()):
         members[u].append(i)
@@ -165,6 +205,7 @@ def homology_keys(
     *,
     k: int = 3,
     min_residues: int = MIN_LINK_RESIDUES,
+    min_identical: int = MIN_IDENTICAL,
     progress: bool = False,
 ) -> list[str | None]:
     """Per sequence, the sha256 of the smallest (``str`` order) sequence of its cluster
@@ -173,8 +214,8 @@ def homology_keys(
     itself, i.e. :func:`data_pipeline.splits.sequence_key` at the default
     ``min_residues``. Keys do not depend on the order of ``sequences``; a pair is not
     aligned once its sequences are already in one cluster."""
-    uniq, inverse = _unique(_check_args(sequences, min_identity, k, min_residues))
-    _, root = _search(uniq, min_identity, k, min_residues, progress, all_pairs=False)
+    uniq, inverse = _unique(_check_args(sequences, min_identity, k, min_residues, min_identical))
+    _, root = _search(uniq, min_identity, k, min_residues, min_identical, progress, all_pairs=False)
     keys = [
         hashlib.sha256(uniq[r].encode("ascii")).hexdigest() if _linkable(s, min_residues) else None
         for s, r in zip(uniq, root)
@@ -186,12 +227,13 @@ def homology_keys(
 
 
 def _search(
-    uniq: list[str], min_identity: float, k: int, min_residues: int, progress: bool, all_pairs: bool
+    uniq: list[str], min_identity: float, k: int, min_residues: int, min_identical: int, progress: bool,
+    all_pairs: bool,
 ) -> tuple[list[tuple[int, int]], list[int]]:
     """(homologous pairs, cluster of each sequence) of sorted distinct sequences; a
     cluster is named by its smallest index. With ``all_pairs=False`` the pairs are only
     enough to give the clusters (pairs already connected are not aligned)."""
-    pairs = _candidates(uniq, min_identity, k, min_residues, progress)
+    band, blocks = _candidates(uniq, min_identity, k, min_residues, min_identical, progress)
     parent = list(range(len(uniq)))
 
     def find(x: int) -> int:
@@ -201,41 +243,75 @@ def _search(
         return x
 
     aligner, links = make_aligner(), []
-    for i, j in tqdm(pairs.tolist(), desc="aligning", unit="pair", disable=not progress):
-        ri, rj = find(i), find(j)
-        if not all_pairs and ri == rj:
-            continue
-        if _identity(uniq[i], uniq[j], aligner) >= min_identity:
-            links.append((i, j))
-            parent[max(ri, rj)] = min(ri, rj)  # a root stays the smallest of its cluster
+    bar = tqdm(total=len(band), desc="aligning", unit="pair", disable=not progress)
+    for block in itertools.chain([band], blocks):  # one exhaustive block at a time
+        if block is not band:  # the total grows as the exhaustive blocks are formed
+            bar.total += len(block)
+            bar.refresh()
+        for i, j in block.tolist():
+            bar.update()
+            ri, rj = find(i), find(j)
+            if not all_pairs and ri == rj:
+                continue
+            if _linked(uniq[i], uniq[j], min_identity, min_identical, aligner):
+                links.append((i, j))
+                parent[max(ri, rj)] = min(ri, rj)  # a root stays the smallest of its cluster
+    bar.close()
     return links, [find(u) for u in range(len(uniq))]
 
 
 def _candidates(
-    seqs: list[str], min_identity: float, k: int, min_residues: int, progress: bool = False
-) -> np.ndarray:
-    """:func:`candidate_pairs` without the checks. The exhaustive part grows as (short
-    sequences) x (all sequences): fine for thousands of chains, not for a whole PDB."""
+    seqs: list[str], min_identity: float, k: int, min_residues: int, min_identical: int, progress: bool = False
+) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """:func:`candidate_pairs` of sorted sequences, unchecked: the ``[m, 2]`` band-test
+    pairs (most hits first) and an iterator of blocks of the other short-sequence pairs."""
     n = len(seqs)
     lens = np.fromiter(map(len, seqs), np.int64, n)
     cat = _CODE[np.frombuffer("X".join(seqs).encode("ascii"), np.uint8)]  # X separates
     owner = np.repeat(np.arange(n), lens + 1)[: len(cat)]
-    comp = np.bincount(owner * 21 + cat, minlength=21 * n).reshape(n, 21)[:, :_X]
-    ok = comp.sum(1) >= min_residues
+    comp = np.bincount(owner * 21 + cat, minlength=21 * n).reshape(n, 21)[:, :_X].astype(np.int32)
+    known = comp.sum(1)
+    ok = known >= min_residues
     hits = _band_pairs(cat, owner, lens, ok, k, progress)
+    hits = hits[np.lexsort((hits[:, 1], hits[:, 0], -hits[:, 2]))]  # most hits first
+    i, j = hits[:, 0], hits[:, 1]
+    band = hits[_bound(comp[i], comp[j], np.minimum(lens[i], lens[j]), min_identity, min_identical), :2]
+    ok &= known >= min_identical  # fewer known residues: never min_identical identical ones
     short = np.flatnonzero(ok & (lens < EXHAUSTIVE_BELOW))
-    others = np.flatnonzero(ok)
-    si, so = np.repeat(short, len(others)), np.tile(others, len(short))
-    keep = si != so
-    ex = np.stack([np.minimum(si, so)[keep], np.maximum(si, so)[keep]], axis=1)
-    pairs = np.concatenate([hits, np.stack([ex[:, 0], ex[:, 1], np.zeros(len(ex), np.int64)], 1)])
-    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0], -pairs[:, 2]))]  # most hits first
-    pair_id = pairs[:, 0] * n + pairs[:, 1]
-    _, first = np.unique(pair_id, return_index=True)
-    pairs = pairs[np.sort(first)]
-    i, j = pairs[:, 0], pairs[:, 1]
-    bound = np.minimum(comp[i], comp[j]).sum(1) / np.minimum(lens[i], lens[j])
-    return pairs[bound >= min_identity, :2]
+    band_ids = np.sort(i * n + j)  # all band-test pairs: an exhaustive pair among them is not repeated
+    return band, _exhaustive_blocks(short, np.flatnonzero(ok), band_ids, comp, lens, min_identity, min_identical)
+
+
+def _bound(ca: np.ndarray, cb: np.ndarray, shorter: np.ndarray, min_identity: float, min_identical: int) -> np.ndarray:
+    """Pairs whose composition bound on identical residues (``ca``, ``cb``: letter counts
+    ``[..., 20]``, broadcast; letter by letter, to keep memory low) allows a link."""
+    shared = np.zeros(np.broadcast_shapes(ca.shape, cb.shape)[:-1], np.int64)
+    for c in range(_X):
+        shared += np.minimum(ca[..., c], cb[..., c])
+    return (shared >= min_identical) & (shared / np.maximum(shorter, 1) >= min_identity)
+
+
+def _exhaustive_blocks(
+    short: np.ndarray, others: np.ndarray, band_ids: np.ndarray, comp: np.ndarray, lens: np.ndarray,
+    min_identity: float, min_identical: int,
+) -> Iterator[np.ndarray]:
+    """``[m, 2]`` blocks of the pairs (short sequence, any other), ``i < j``, not among
+    ``band_ids`` (``i * n + j``, sorted) and passing the bound: each block pairs a few
+    short sequences with all others (about :data:`_BLOCK_PAIRS` pairs)."""
+    n = len(lens)
+    is_short = np.zeros(n, dtype=bool)
+    is_short[short] = True
+    per_block = max(1, _BLOCK_PAIRS // max(len(others), 1))
+    comp_others = comp[others]
+    for start in range(0, len(short), per_block):
+        block = short[start : start + per_block]
+        s, o = np.repeat(block, len(others)), np.tile(others, len(block))
+        keep = (o != s) & ~(is_short[o] & (o < s))  # two short sequences: paired once
+        i, j = np.minimum(s, o), np.maximum(s, o)
+        keep &= ~np.isin(i * n + j, band_ids)
+        shorter = np.minimum(lens[block][:, None], lens[others][None, :])
+        keep &= _bound(comp[block][:, None, :], comp_others[None], shorter, min_identity, min_identical).reshape(-1)
+        yield np.stack([i[keep], j[keep]], axis=1)
 
 
 def _band_pairs(
@@ -318,7 +394,9 @@ def _check_sequence(name: str, s: object) -> None:
         raise ValueError(f"{name} has letters outside {ALPHABET!r}: {''.join(sorted(bad))!r}")
 
 
-def _check_args(sequences: Sequence[str], min_identity: float, k: int, min_residues: int) -> list[str]:
+def _check_args(
+    sequences: Sequence[str], min_identity: float, k: int, min_residues: int, min_identical: int
+) -> list[str]:
     if isinstance(sequences, (str, bytes)):
         raise ValueError("sequences must be a sequence of str, not one str")
     seqs = list(sequences)
@@ -326,8 +404,9 @@ def _check_args(sequences: Sequence[str], min_identity: float, k: int, min_resid
         _check_sequence(f"sequences[{i}]", s)
     if isinstance(min_identity, bool) or not isinstance(min_identity, numbers.Real) or not 0 < min_identity <= 1:
         raise ValueError(f"min_identity must be a number in (0, 1], got {min_identity!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
-        raise ValueError(f"k must be an int in [1, {MAX_K}], got {k!r}")
-    if isinstance(min_residues, bool) or not isinstance(min_residues, (int, np.integer)) or min_residues < 1:
-        raise ValueError(f"min_residues must be an int >= 1, got {min_residues!r}")
+    for name, v, lo, hi, what in (("k", k, 1, MAX_K, f"an int in [1, {MAX_K}]"),
+                                  ("min_residues", min_residues, 1, None, "an int >= 1"),
+                                  ("min_identical", min_identical, 0, None, "an int >= 0")):  # fmt: skip
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo or (hi is not None and v > hi):
+            raise ValueError(f"{name} must be {what}, got {v!r}")
     return seqs

@@ -29,11 +29,13 @@ c. the **entry ID read from the file**, when it is a real PDB ID (:func:`entry_l
 d. optionally (a build's ``split_identity``), a **homology cluster** of their protein
    chains: chains whose sequences are at least ``split_identity`` identical
    (:mod:`data_pipeline.homology`: best local alignment, identical residues over the
-   shorter chain) are clustered by single linkage, and a cloud links to the cluster of
-   each of its chains. Chains with fewer than :data:`HOMOLOGY_MIN_RESIDUES` known
-   residues take no part: a local alignment of a short peptide reaches 30% of its
-   length by chance against a large share of all proteins, which would merge most of a
-   corpus into one component.
+   shorter chain) and whose alignment has at least
+   :data:`~data_pipeline.homology.MIN_IDENTICAL` (20) identical residues are clustered
+   by single linkage, and a cloud links to the cluster of each of its chains. Chains
+   with fewer than :data:`HOMOLOGY_MIN_RESIDUES` known residues take no part. Both
+   limits are there because a local alignment of a short chain reaches 30% of its
+   length by chance against a large share of all proteins (0.7% of random pairs at
+   30-39 residues), which would merge most of a corpus into one component.
 
 Links are transitive: the split of a cloud is the split of its connected component,
 :func:`assign_split` of the smallest group key in it (:func:`component_splits`), so
@@ -60,7 +62,7 @@ the limit keeps the split of its own key.
 
 Not covered: without rule d, near-identical sequences (point mutants, homologues,
 different construct boundaries) do not link; rules a-c remove exact duplicates only.
-Rule d's prefilter is heuristic (on shared/pdb it found 95% of the pairs of chains of
+Rule d's prefilter is heuristic (on shared/pdb it found 97% of the pairs of chains of
 30 or more residues at 30% identity and all at 50%; see
 :mod:`data_pipeline.homology` and ``benchmarks/bench_homology.py``); identity that comes
 from low-complexity runs alone (poly-Gln, poly-Ala traces) does not link; and single
@@ -87,13 +89,16 @@ from data_pipeline.structure import ONE_LETTER, OTHER, WATER, PointCloud, residu
 SPLIT_NAMES = ("train", "val", "test")
 #: Bump when the rule changes: it enters the store configuration (stores are rebuilt).
 #: 1: group key only; 2: components of group key, exact sequence and entry ID;
-#: 3: an oversized component goes to the largest split.
-SPLIT_RULE_VERSION = 3
+#: 3: an oversized component goes to the largest split; 4: a homology link (rule d) also
+#: needs ``homology.MIN_IDENTICAL`` identical residues (short chains no longer link by chance).
+SPLIT_RULE_VERSION = 4
 #: Fewest known (non-``X``) residues for a sequence to link clouds.
 MIN_LINK_RESIDUES = 10
-#: Fewest known residues for a chain to join a homology cluster (rule d): with 10, 98%
-#: of the chains of shared/pdb fall into one cluster at 30% identity; with 30, the
-#: largest cluster holds 10% (``benchmarks/bench_homology.py``).
+#: Fewest known residues for a chain to join a homology cluster (rule d). With identity
+#: alone (split rule 3) and 10, 98% of the chains of shared/pdb fell into one cluster at
+#: 30% identity; with ``homology.MIN_IDENTICAL`` the largest holds 147 of 2,049 chains
+#: at 10 as at 30, and 30 keeps chains of 20-29 residues out of the exhaustive pairs, the
+#: slow part of the search (``benchmarks/bench_homology.py``).
 HOMOLOGY_MIN_RESIDUES = 30
 _COMPLEX_PREFIX = re.compile(r"^([0-9][A-Za-z0-9]{3})[_\-]")
 _PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")

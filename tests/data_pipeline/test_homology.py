@@ -16,9 +16,11 @@ from scipy.sparse.csgraph import connected_components
 
 from data_pipeline.homology import (
     ALPHABET,
+    MIN_IDENTICAL,
     candidate_pairs,
     homologous_pairs,
     homology_keys,
+    identical_residues,
     identity,
     make_aligner,
 )
@@ -61,6 +63,7 @@ def test_identity_with_itself_is_one_without_x(a: str) -> None:
 def test_identity_counts_no_x_and_divides_by_the_shorter() -> None:
     assert identity("XXXXXXXXXX", "XXXXXXXXXX") == 0.0
     assert identity("ACDEFGHIKX", "ACDEFGHIKX") == 0.9
+    assert identical_residues("ACDEFGHIKX", "ACDEFGHIKX") == 9
     core = "MKTAYIAKQRQISFVKSHFSRQ"
     assert identity(core, "WWWWWWWWWW" + core + "PPPPPPPP") == 1.0  # local: a substring
     assert identity("", "ACDEFGHIK") == 0.0
@@ -216,6 +219,9 @@ def test_copies_are_paired_and_short_sequences_link_nothing() -> None:
         ({"k": 2.5}, "k"),
         ({"k": 99}, "k"),
         ({"min_residues": 0}, "min_residues"),
+        ({"min_identical": -1}, "min_identical"),
+        ({"min_identical": 2.5}, "min_identical"),
+        ({"min_identical": True}, "min_identical"),
         ({"sequences": "ACDEFGHIKL"}, "sequences"),
         ({"sequences": ["ACDEFGHIKL", 7]}, r"sequences\[1\]"),
         ({"sequences": ["ACDEFGHIKL", "acdefghikl"]}, r"sequences\[1\]"),
@@ -248,13 +254,18 @@ def real_chains(pdb_dir: Path) -> list[str]:
 def test_prefilter_against_all_pairs_on_real_chains(real_chains: list[str]) -> None:
     seqs = [s for s in real_chains if len(s) - s.count("X") >= 10]
     assert len(seqs) >= 30
-    ident = {(i, j): identity(seqs[i], seqs[j], ALIGNER) for i, j in itertools.combinations(range(len(seqs)), 2)}
-    for threshold in (0.3, 0.5, 0.9):
-        brute = sorted(p for p, v in ident.items() if v >= threshold)
+    same = {
+        (i, j): identical_residues(seqs[i], seqs[j], ALIGNER) for i, j in itertools.combinations(range(len(seqs)), 2)
+    }
+    for threshold in (0.3, 0.5, 0.9):  # the link rule: identity and MIN_IDENTICAL identical residues
+        brute = sorted(
+            (i, j) for (i, j), v in same.items()
+            if v >= MIN_IDENTICAL and v / min(len(seqs[i]), len(seqs[j])) >= threshold
+        )  # fmt: skip
         found = homologous_pairs(seqs, threshold)
         assert set(found) <= set(brute)  # never a false link
         assert len(found) >= 0.95 * len(brute), (threshold, len(found), len(brute))
         if threshold >= 0.5:
             assert found == brute
     candidates = {tuple(p) for p in candidate_pairs(seqs, 0.3).tolist()}
-    assert len(candidates) < 0.5 * len(ident)  # the prefilter does prune
+    assert len(candidates) < 0.5 * len(same)  # the prefilter does prune
