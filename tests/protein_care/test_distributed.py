@@ -2,6 +2,7 @@
 
 import os
 import socket
+import sys
 
 import pytest
 import torch
@@ -17,6 +18,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def spawn_on_a_free_port(fn, world_size: int, *args, tries: int = 3) -> None:
+    """``mp.spawn(fn, (world_size, port, *args))``; the port is free when chosen but may be
+    taken by another process before rank 0 binds it: then again on another port."""
+    for attempt in range(tries):
+        try:
+            mp.spawn(fn, args=(world_size, free_port(), *args), nprocs=world_size, join=True)
+            return
+        except mp.ProcessRaisedException as exc:
+            text = str(exc)
+            if attempt == tries - 1 or not ("EADDRINUSE" in text or "address already in use" in text.lower()):
+                raise
 
 
 def worker(rank: int, world_size: int, port: int, out: str) -> None:
@@ -48,7 +62,7 @@ def worker(rank: int, world_size: int, port: int, out: str) -> None:
 def test_two_gloo_ranks_keep_identical_parameters_on_disjoint_shards(tmp_path):
     out = str(tmp_path / "run")
     os.makedirs(out)
-    mp.spawn(worker, args=(2, free_port(), out), nprocs=2, join=True)
+    spawn_on_a_free_port(worker, 2, out)
     r0 = torch.load(os.path.join(out, "rank0.pt"), weights_only=False)
     r1 = torch.load(os.path.join(out, "rank1.pt"), weights_only=False)
     # 32 training clouds / 2 ranks / batch 8 = 2 steps per epoch, 2 epochs
@@ -84,3 +98,23 @@ def test_teardown_meets_the_other_ranks_only_on_a_clean_exit(monkeypatch):
         finally:  # another rank may never reach a barrier: do not wait for it
             pd.teardown(ctx)
     assert calls == ["destroy"]
+
+
+def _join_and_leave(rank: int, world_size: int, port: int) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_spawning_moves_to_another_port_when_the_chosen_one_is_taken(monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1], free_port()])
+        chosen = []
+        monkeypatch.setattr(sys.modules[__name__], "free_port", lambda: chosen.append(next(ports)) or chosen[-1])
+        spawn_on_a_free_port(_join_and_leave, 2)
+    assert len(chosen) == 2  # the taken port failed with EADDRINUSE, the second one worked

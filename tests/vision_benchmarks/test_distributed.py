@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,12 +25,6 @@ REPO = Path(__file__).parents[2]
 TINY = ["run.device=cpu", "run.progress=false", "run.channels_last=false", "run.threads=1", "run.log_every=1",
         "model.width=4", "data.train_subset=64", "data.test_subset=24", "optim.batch_size=16", "optim.epochs=1",
         "method.n_split=4", "method.equiv_batch_size=0", "knn.k=5", "moco.queue_size=64", "moco.key_bn_splits=2"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_shards_are_distributed_sampler_batches_and_disjoint():
@@ -62,8 +55,10 @@ def _torchrun(tmp_path: Path, config: str, *extra: str) -> tuple[Path, list[dict
     sets = [a for v in [*TINY, *extra] for a in ("--set", v)]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
            "TORCHELASTIC_ERROR_FILE": str(tmp_path / "error.json")}
+    # c10d rendezvous on port 0: the agent binds a free port itself and keeps it (picking a
+    # free port here and passing its number would race with other processes on the host)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-           "--master-addr=127.0.0.1", f"--master-port={free_port()}", str(Path(__file__).with_name("ddp_worker.py")),
+           "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0", str(Path(__file__).with_name("ddp_worker.py")),
            str(traces), "pretrain", "--config", config, "--out", str(run), *sets]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
