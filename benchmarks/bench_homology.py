@@ -13,7 +13,7 @@ Reads the protein chains of every structure file under ``$PROTEIN_CARE_TEST_PDB`
 2. on all chains: the time of :func:`~data_pipeline.homology.homologous_pairs` and of
    :func:`~data_pipeline.homology.homology_keys` (which skips pairs already clustered),
    with the number of clusters and the largest one; rows with ``min_id 0`` use identity
-   alone (the rule before split rule 4), for comparison;
+   alone (homology rule 1, before MIN_IDENTICAL), for comparison;
 3. with ``--chance N``, the chance links instead (no files read): N random chains of each
    length class (30-39, 40-59 and 60-99 residues) and 1,000 random chains of 100-400
    residues, all with natural amino-acid frequencies, so no pair is homologous. Every

@@ -49,6 +49,7 @@ from data_pipeline.build_target import check_target, failures_beside
 from data_pipeline.parse import backend_version, check_options, try_read_structure
 from data_pipeline.sniff import file_stem
 from data_pipeline.splits import (
+    HOMOLOGY_RULE_VERSION,
     SPLIT_NAMES,
     SPLIT_RULE_VERSION,
     check_fractions,
@@ -142,9 +143,11 @@ def store_config(
     split_identity: float | None = None,
 ) -> dict[str, Any]:
     """The configuration that identifies a store (all of it enters the hash; a
-    ``split_identity`` only when set, so stores built without it keep their hash)."""
+    ``split_identity`` and its ``homology_rule`` only when set, so stores built without
+    it keep their hash)."""
     table = sources_table(paths) if table is None else table
-    homology = {} if split_identity is None else {"split_identity": split_identity}
+    homology = {} if split_identity is None else {"split_identity": split_identity,
+                                                  "homology_rule": HOMOLOGY_RULE_VERSION}
     return {
         **homology,
         "selection": selection,

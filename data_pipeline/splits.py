@@ -89,13 +89,17 @@ from data_pipeline.structure import ONE_LETTER, OTHER, WATER, PointCloud, residu
 SPLIT_NAMES = ("train", "val", "test")
 #: Bump when the rule changes: it enters the store configuration (stores are rebuilt).
 #: 1: group key only; 2: components of group key, exact sequence and entry ID;
-#: 3: an oversized component goes to the largest split; 4: a homology link (rule d) also
-#: needs ``homology.MIN_IDENTICAL`` identical residues (short chains no longer link by chance).
-SPLIT_RULE_VERSION = 4
+#: 3: an oversized component goes to the largest split.
+SPLIT_RULE_VERSION = 3
+#: Bump when the homology link (rule d) changes. It enters the configuration only of
+#: stores built with ``split_identity``, so the others are not rebuilt for it.
+#: 1 (no key: split rules 2-3): identity alone; 2: also ``homology.MIN_IDENTICAL``
+#: identical residues (short chains no longer link by chance).
+HOMOLOGY_RULE_VERSION = 2
 #: Fewest known (non-``X``) residues for a sequence to link clouds.
 MIN_LINK_RESIDUES = 10
 #: Fewest known residues for a chain to join a homology cluster (rule d). With identity
-#: alone (split rule 3) and 10, 98% of the chains of shared/pdb fell into one cluster at
+#: alone (homology rule 1) and 10, 98% of the chains of shared/pdb fell into one cluster at
 #: 30% identity; with ``homology.MIN_IDENTICAL`` the largest holds 147 of 2,049 chains
 #: at 10 as at 30, and 30 keeps chains of 20-29 residues out of the exhaustive pairs, the
 #: slow part of the search (``benchmarks/bench_homology.py``).

@@ -47,6 +47,7 @@ CONFIG_ROWS = (
     ("split_fractions", "split fractions"),
     ("split_rule", "split rule"),
     ("split_identity", "split identity"),
+    ("homology_rule", "homology rule"),
     ("policy_version", "parse policy"),
     ("n_sources", "source files"),
 )

@@ -159,6 +159,23 @@ def test_a_store_of_the_old_split_rule_is_not_up_to_date(pdb_dir, tmp_path, monk
     assert again.status == "built"
 
 
+def test_the_homology_rule_enters_only_stores_built_with_split_identity(pdb_dir, tmp_path, monkeypatch):
+    """A change of the homology link rebuilds the stores it splits, and no other."""
+    sources = sorted((pdb_dir / "BM5-clean").glob("1MLC_*"))
+    build_store(sources, tmp_path / "plain", workers=1, progress=False)
+    plain = json.loads((tmp_path / "plain" / "meta.json").read_text())["config"]
+    assert "homology_rule" not in plain and "split_identity" not in plain
+    with monkeypatch.context() as m:
+        m.setattr(build, "HOMOLOGY_RULE_VERSION", 1)
+        build_store(sources, tmp_path / "homology", workers=1, progress=False, split_identity=0.3)
+        assert build_store(sources, tmp_path / "plain", workers=1, progress=False).status == "up-to-date"
+    meta = json.loads((tmp_path / "homology" / "meta.json").read_text())
+    assert meta["config"]["homology_rule"] == 1 and meta["config"]["split_identity"] == 0.3
+    with pytest.raises(StoreConfigMismatch, match="homology_rule"):
+        build_store(sources, tmp_path / "homology", workers=1, progress=False, split_identity=0.3)
+    assert build_store(sources, tmp_path / "plain", workers=1, progress=False).status == "up-to-date"
+
+
 # -- rule d: homology clusters of chains ---------------------------------------------
 
 
