@@ -95,3 +95,17 @@ def different_stores_message(first_run, store_path, selection: str, mismatches: 
                        + (f" ({atoms(m.run_selection)})" if m.run_selection else "") for m in mismatches)
     return (f"the runs were trained on different stores: {first_run} on {store_path} ({atoms(selection)}), "
             f"{others}. Pass --store STORE {what} (runs trained on another store are then marked)")
+
+
+def run_store_mismatches(runs, store, store_path, *, store_given: bool, what: str,
+                         marked: str) -> list[StoreMismatch | None]:
+    """:func:`store_mismatch` of each ``(run_dir, config)`` in ``runs`` against ``store``
+    (at ``store_path``). Raises ValueError (:func:`different_stores_message`) when some
+    run was trained on another store and the user did not choose one (``store_given``):
+    the check ``plot`` and ``compare`` share."""
+    selection = store_selection(getattr(store, "meta", {}) or {})
+    mismatches = [store_mismatch(run_dir, config, store, selection, marked=marked) for run_dir, config in runs]
+    if not store_given and any(mismatches):
+        raise ValueError(different_stores_message(runs[0][0], store_path, selection,
+                                                  [m for m in mismatches if m], what))
+    return mismatches

@@ -29,7 +29,7 @@ import numpy as np
 from apps.trajectory_explorer import budget
 from apps.trajectory_explorer.cache import LRUCache
 from apps.trajectory_explorer.inputs import Axis, ExplorerError, check_steps
-from apps.trajectory_explorer.provenance import StoreMismatch, atoms, compare, store_selection
+from protein_care.provenance import StoreMismatch, atoms, compare, store_selection
 from apps.trajectory_explorer.uploads import (
     DEFAULT_MAX_POINTS, DEFAULT_MAX_UPLOAD_MB, UPLOAD_PREFIX, Protein, SessionUploads, decode_data_url,
     parse_upload, upload_key, upload_name, valid_session,

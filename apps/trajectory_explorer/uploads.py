@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.trajectory_explorer import provenance
+from protein_care import provenance
 from apps.trajectory_explorer.cache import LRUCache
 from apps.trajectory_explorer.inputs import ExplorerError
 

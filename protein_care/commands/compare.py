@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from protein_care.demo import collect_run
     from protein_care.devices import resolve_device
     from protein_care.evaluation.evaluate import training_store_path
-    from protein_care.provenance import different_stores_message, store_mismatch, store_selection
+    from protein_care.provenance import run_store_mismatches
     from protein_care.report import RESULTS_NAME, write_report
     from protein_care.runs import read_config, write_json_atomic
     from protein_care.trajectories import sample_ids
@@ -110,12 +110,13 @@ def run(args: argparse.Namespace) -> int:
             return fail(f"--store {store_path}: {error}")
         return fail(f"{first_dir / 'config.json'} records the training store {store_path}, which cannot be opened "
                     f"({error}); pass --store STORE")
-    selection = store_selection(store.meta)
-    mismatches = {name: m for name, run_dir, config in named
-                  if (m := store_mismatch(run_dir, config, store, selection, marked="the report's notes name it"))}
-    if mismatches and not args.store:
-        return fail(different_stores_message(first_dir, store_path, selection, list(mismatches.values()),
-                                             "to choose the store every run is evaluated on"))
+    try:
+        found = run_store_mismatches([(d, c) for _, d, c in named], store, store_path, store_given=bool(args.store),
+                                     what="to choose the store every run is evaluated on",
+                                     marked="the report's notes name it")
+    except ValueError as error:
+        return fail(str(error))
+    mismatches = {name: m for (name, _, _), m in zip(named, found) if m}
     for m in mismatches.values():
         print(f"warning: RUN {m.warning}", file=sys.stderr)
     unknown = sorted(set(args.ids or ()) - set(store.ids))

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from protein_care.devices import resolve_device
     from protein_care.evaluation.evaluate import open_store, training_store_path
     from protein_care.plotting import PngExportError, trajectory_figure, write_html, write_png
-    from protein_care.provenance import different_stores_message, store_mismatch, store_selection
+    from protein_care.provenance import run_store_mismatches
     from protein_care.runs import load_run
     from protein_care.trajectories import compute_trajectories, regularity_summary, sample_ids
 
@@ -77,12 +77,9 @@ def run(args: argparse.Namespace) -> int:
         if not store_path:
             raise ValueError(f"{args.runs[0]}: the run's config names no store; pass --store")
         store = open_store(store_path)
-        selection = store_selection(getattr(store, "meta", {}) or {})
-        mismatches = [store_mismatch(r.dir, r.config, store, selection, marked="its panel is marked") for r in runs]
-        if not args.store and any(mismatches):
-            print("error: " + different_stores_message(args.runs[0], store_path, selection, [m for m in mismatches if m],
-                                                       "to choose the proteins drawn"), file=sys.stderr)
-            return 2
+        mismatches = run_store_mismatches([(r.dir, r.config) for r in runs], store, store_path,
+                                          store_given=bool(args.store), what="to choose the proteins drawn",
+                                          marked="its panel is marked")
         for mismatch in filter(None, mismatches):
             print(f"warning: RUN {mismatch.warning}", file=sys.stderr)
         ids = args.ids or sample_ids(store, proteins_to_draw(args.n_proteins, store), seed=args.seed)
