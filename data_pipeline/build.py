@@ -281,12 +281,18 @@ def build_store(
                 if seen_ids[cloud_id] > 1:  # same entry in several files: keep IDs unique
                     cloud_id = f"{cloud_id}#{seen_ids[cloud_id]}"
                 group = group_key(file_stem(path), info["entry_id"])
+                chain_seqs = info.pop("chain_sequences", [])
+                entry = {"source": path, "chain": chain, "group": group, **info}
+                try:
+                    writer.add(CloudRecord(cloud_id, coords, codes, entry))  # split: set below
+                except ValueError as exc:  # a cloud no store may hold: recorded, the build goes on
+                    failures.append((path, f"not stored{label}: {exc}"))
+                    writer.add_failure(path, failures[-1][1])
+                    continue
                 groups.append(group)
                 sequences.append(info.get("sequence_sha256"))
                 entry_links.append(entry_link(info["entry_id"]))
-                chain_sequences.append(info.pop("chain_sequences", []))
-                entry = {"source": path, "chain": chain, "group": group, **info}
-                writer.add(CloudRecord(cloud_id, coords, codes, entry))  # split: set below
+                chain_sequences.append(chain_seqs)
         bar.close()
         if not writer.ids:  # nothing to keep: never replace a store with an empty one
             raise _empty_build(out, files_seen, failures, digest, time.perf_counter() - t0)

@@ -34,6 +34,11 @@ from data_pipeline.store_integrity import seal_files, value_problem
 from data_pipeline.structure import RESIDUE_VOCAB
 
 
+#: Fewest points of a cloud the writer accepts (stores written before 2026-11-26 may hold
+#: empty clouds: readers must cope with them).
+MIN_POINTS = 1
+
+
 @dataclass
 class CloudRecord:
     """One cloud to write: ``coords`` float32 [n, 3], ``features`` uint8 [n], metadata."""
@@ -104,27 +109,36 @@ class StoreWriter:
         self._failures.write("file\treason\n")
         self.offsets: list[int] = [0]
         self.ids: list[str] = []
+        self._id_set: set[str] = set()
         self.splits: list[int] = []
         self.n_failures = 0
         self.split_fractions: Sequence[float] = (0.8, 0.1, 0.1)
         self._done = False
 
     def add(self, record: CloudRecord) -> None:
-        """Append one cloud; ``entry["split"]`` defaults to the split of ``entry["group"]``."""
-        coords = np.asarray(record.coords, dtype=np.float32).reshape(-1, 3)
-        features = np.asarray(record.features).reshape(-1)
-        if features.shape[0] != coords.shape[0]:
-            raise ValueError(f"{record.id}: {coords.shape[0]} points but {features.shape[0]} features")
+        """Append one cloud; ``entry["split"]`` defaults to the split of ``entry["group"]``.
+        A record that no store may hold (an empty, repeated or non-str ID, no points, a
+        non-finite coordinate, a feature count unlike the point count) raises ValueError
+        naming it, and nothing of it is written."""
+        if not isinstance(record.id, str) or not record.id:
+            raise ValueError(f"cloud ID must be a non-empty str, got {record.id!r}")
+        if record.id in self._id_set:
+            raise ValueError(f"{record.id}: this cloud ID is already in the store (IDs must be unique)")
+        coords, features = _checked_arrays(record)
         split = record.entry.get("split") or assign_split(
             record.entry.get("group", record.id), self.split_fractions
         )
+        if split not in SPLIT_NAMES:
+            raise ValueError(f"{record.id}: split must be one of {list(SPLIT_NAMES)}, got {split!r}")
+        entry = {"id": record.id, **record.entry, "n_points": int(coords.shape[0]), "split": split}
+        line = json.dumps(entry, sort_keys=True) + "\n"  # a TypeError here, before anything is written
         self._coords.append(coords)
         self._features.append(features)
         self.offsets.append(self.offsets[-1] + coords.shape[0])
         self.ids.append(record.id)
+        self._id_set.add(record.id)
         self.splits.append(SPLIT_NAMES.index(split))
-        entry = {"id": record.id, **record.entry, "n_points": int(coords.shape[0]), "split": split}
-        self._entries.write(json.dumps(entry, sort_keys=True) + "\n")
+        self._entries.write(line)
 
     def set_splits(self, splits: Sequence[str], extra: Sequence[Mapping[str, Any]] | None = None) -> None:
         """Replace the split of every cloud added so far (and add the fields ``extra[i]``
@@ -268,6 +282,25 @@ def _replace_dir(tmp: Path, out: Path, overwrite: bool) -> None:
             shutil.rmtree(old, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _checked_arrays(record: CloudRecord) -> tuple[np.ndarray, np.ndarray]:
+    """``record``'s coordinates (float32 [n, 3]) and feature codes ([n]), or a ValueError
+    naming the record and what is wrong with them."""
+    coords, features = np.asarray(record.coords), np.asarray(record.features)
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise ValueError(f"{record.id}: coordinates must have shape [n, 3], got {list(coords.shape)}")
+    if features.shape != coords.shape[:1]:
+        raise ValueError(f"{record.id}: {coords.shape[0]} points but features of shape {list(features.shape)}")
+    if coords.shape[0] < MIN_POINTS:
+        raise ValueError(f"{record.id}: {coords.shape[0]} points, fewer than the {MIN_POINTS} a cloud needs")
+    coords = coords.astype(np.float32)
+    if not np.isfinite(coords).all():
+        raise ValueError(f"{record.id}: coordinates must be finite, got NaN or inf")
+    span = f" in [{features.min()}, {features.max()}]" if features.size else ""
+    if features.dtype.kind not in "iub" or (features.size and (features.min() < 0 or features.max() > 255)):
+        raise ValueError(f"{record.id}: features must be integer codes in [0, 255], got {features.dtype}{span}")
+    return coords, features
 
 
 def write_store(

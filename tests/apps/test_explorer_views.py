@@ -366,12 +366,14 @@ def test_a_malformed_metrics_json_is_a_message(data, monkeypatch):
     assert "reading metrics.json failed" in str(panel)
 
 
-def test_a_store_cloud_without_points_is_a_message_not_an_internal_error(tiny_runs, tmp_path):
+def test_a_store_cloud_without_points_is_a_message_not_an_internal_error(tiny_runs, tmp_path, monkeypatch):
+    from data_pipeline import store_writer
     from data_pipeline.store import PointCloudStore
     from data_pipeline.store_writer import CloudRecord, StoreWriter
 
     source = PointCloudStore(tiny_runs.store)
-    with StoreWriter(tmp_path / "store") as writer:  # the writer accepts an empty cloud
+    monkeypatch.setattr(store_writer, "MIN_POINTS", 0)  # as the writer of stores before 2026-11-26
+    with StoreWriter(tmp_path / "store") as writer:
         writer.add(CloudRecord("EMPTY", np.zeros((0, 3), np.float32), np.zeros(0, np.uint8), {"split": "train"}))
         for i in range(3):
             writer.add(CloudRecord(source.ids[i], np.array(source[i]), np.array(source.features(i)),

@@ -74,6 +74,27 @@ def test_a_file_that_kills_its_worker_is_listed_and_the_rest_is_built(bm5, tmp_p
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_cloud_the_writer_refuses_is_listed_and_the_rest_is_built(bm5, tmp_path, monkeypatch):
+    from data_pipeline import store_writer
+
+    reference = PointCloudStore(_build(bm5, tmp_path / "ref").out)
+    sizes = np.diff(reference.offsets)
+    victim = int(np.argmin(sizes))
+    monkeypatch.setattr(store_writer, "MIN_POINTS", int(sizes[victim]) + 1)  # the writer refuses the smallest
+    report = _build(bm5, tmp_path / "store")
+    assert report.status == "built" and report.clouds_written == int((sizes > sizes[victim]).sum())
+    source = reference.entries[victim]["source"]
+    reasons = dict(line.split("\t", 1) for line in (tmp_path / "store" / "failures.tsv").read_text().splitlines()[1:])
+    assert reasons[source] == (f"not stored: {reference.ids[victim]}: {sizes[victim]} points, "
+                               f"fewer than the {sizes[victim] + 1} a cloud needs")
+    store = PointCloudStore(tmp_path / "store", verify=True)
+    expected = [c for c, n in zip(_clouds(reference), sizes) if n > sizes[victim]]
+    got = _clouds(store)
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    for (_, a), (_, b) in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_worker_that_dies_once_loses_nothing(bm5, tmp_path, monkeypatch):
     _die_on(monkeypatch, bm5[5], lambda: os.kill(os.getpid(), signal.SIGKILL), once_marker=tmp_path / "died")
     report = _build(bm5, tmp_path / "store", workers=2)

@@ -18,7 +18,7 @@ import data_pipeline.parse as parse_mod
 from data_pipeline.build import BuildReport, StoreConfigMismatch, build_store
 from data_pipeline.parse import read_structure
 from data_pipeline.store import PointCloudStore, StoreError
-from data_pipeline.store_writer import CloudRecord, write_store
+from data_pipeline.store_writer import CloudRecord, StoreWriter, write_store
 from data_pipeline.structure import RESIDUE_VOCAB
 
 SMALL = [
@@ -204,7 +204,7 @@ def test_killed_build_leaves_no_valid_looking_store(small_sources, tmp_path):
 def _synthetic(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     for i in range(n):
-        k = int(rng.integers(0, 40))
+        k = int(rng.integers(1, 40))
         yield CloudRecord(f"c{i}", rng.normal(size=(k, 3)), rng.integers(0, 21, k).astype(np.uint8), {"group": f"g{i // 3}"})
 
 
@@ -236,6 +236,37 @@ def test_write_store_round_trip_and_validation(tmp_path):
     (out / "ids.json").unlink()
     with pytest.raises(StoreError, match="missing ids.json"):
         PointCloudStore(out)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (CloudRecord("", np.zeros((2, 3)), np.zeros(2, np.uint8)), "non-empty str"),
+    (CloudRecord("c0", np.zeros((2, 3)), np.zeros(2, np.uint8)), "c0: this cloud ID is already in the store"),
+    (CloudRecord("empty", np.zeros((0, 3)), np.zeros(0, np.uint8)), "empty: 0 points, fewer than the 1 a cloud needs"),
+    (CloudRecord("nan", np.array([[0, 0, np.nan]]), np.zeros(1, np.uint8)), "nan: coordinates must be finite"),
+    (CloudRecord("big", np.zeros((1, 3)), np.array([300])), r"big: features must be integer codes in \[0, 255\]"),
+    (CloudRecord("float", np.zeros((1, 3)), np.array([1.5])), "float: features must be integer codes"),
+    (CloudRecord("short", np.zeros((2, 3)), np.zeros(1, np.uint8)), r"short: 2 points but features of shape \[1\]"),
+    (CloudRecord("flat", np.zeros((3, 2)), np.zeros(3, np.uint8)), r"flat: coordinates must have shape \[n, 3\], got \[3, 2\]"),
+    (CloudRecord("where", np.zeros((1, 3)), np.zeros(1, np.uint8), {"split": "holdout"}), "where: split must be one of"),
+    (CloudRecord("json", np.zeros((1, 3)), np.zeros(1, np.uint8), {"obj": object()}), "not JSON serializable"),
+])
+def test_a_rejected_record_names_itself_and_leaves_the_store_whole(tmp_path, bad, message):
+    """Each record no store may hold raises, naming it; the writer goes on, and the
+    committed store holds the good records only, unchanged."""
+    good = list(_synthetic(3))
+    with StoreWriter(tmp_path / "s") as writer:
+        writer.add(good[0])
+        with pytest.raises((ValueError, TypeError), match=message):
+            writer.add(bad)
+        for record in good[1:]:
+            writer.add(record)
+        writer.commit({})
+    store = PointCloudStore(tmp_path / "s")
+    assert store.ids == ["c0", "c1", "c2"]
+    for i, record in enumerate(good):
+        np.testing.assert_allclose(store[i], record.coords.astype(np.float32))
+        np.testing.assert_array_equal(store.features(i), record.features)
+    assert [e["id"] for e in store.entries] == ["c0", "c1", "c2"]
 
 
 def test_meta_json_is_written_last(tmp_path):
