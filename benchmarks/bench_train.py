@@ -10,8 +10,9 @@ then times real trainer steps (CARE, default encoder) on the CPU and, when prese
 CUDA. Columns: device, batch B, the view window W (the trainer's default for the
 device unless ``--view-window``: the views of W consecutive steps are made together,
 :meth:`Trainer.make_window_views`), clouds/s (B / step time), step ms,
-data ms (gather from the packed store + all augmentations, as the trainer builds them,
-averaged over the steps of whole windows), data share of the step (goal: < 10%), the
+data ms (gather from the packed store + all augmentations, as the trainer builds them:
+the median over whole windows of the window's mean per step, so each step is charged its
+share of its window and a slow outlier window does not count), data share of the step (goal: < 10%), the
 tensor ops the data path dispatches per step (on a GPU each costs ~10 µs of host time,
 so for a small encoder the count is what matters), then, timed in the same run, the
 data ms and share of one step at a time (W = 1, one stacked batch per step), the data ms
@@ -119,7 +120,7 @@ def time_steps(trainer: Trainer, batches: torch.Tensor, steps: int, warmup: int)
 def time_trainer_steps(trainer: Trainer, steps: int, warmup: int) -> dict[str, list[float]]:
     """Per step, as ``Trainer.run`` takes them (windows of ``view_window`` steps made when
     their first step comes): seconds of data and of the whole step. Warm-up and timed
-    steps both cover whole windows, so the mean charges each step its share."""
+    steps both cover whole windows (see :func:`per_window_median`)."""
     device, w = trainer.device, trainer.config["view_window"]
     warmup, steps = -(-warmup // w) * w, -(-steps // w) * w
     times = {"data": [], "step": []}
@@ -135,6 +136,13 @@ def time_trainer_steps(trainer: Trainer, steps: int, warmup: int) -> dict[str, l
             times["data"].append(t1 - t0)
             times["step"].append(time.perf_counter() - t0)
     return times
+
+
+def per_window_median(times: list[float], w: int) -> float:
+    """The median over consecutive windows of ``w`` steps of each window's mean step time
+    (the first step of a window makes the views of all ``w``: a plain median would miss
+    that, a plain mean counts outliers in full)."""
+    return statistics.median(statistics.mean(times[i : i + w]) for i in range(0, len(times) - w + 1, w))
 
 
 def pyg_collate_ms(store: Path, batch: torch.Tensor, repeats: int = 3) -> float:
@@ -211,7 +219,7 @@ def main(argv=None) -> int:
                 one = time_steps(trainer, batches, steps, warmup)  # one step at a time, and view by view
                 one_data_ms, one_step_ms, ref_ms = (statistics.median(one[key]) * 1e3 for key in ("data", "step", "reference"))
                 windowed = time_trainer_steps(trainer, steps, warmup)
-                data_ms, step_ms = (statistics.mean(windowed[key]) * 1e3 for key in ("data", "step"))
+                data_ms, step_ms = (per_window_median(windowed[key], w) * 1e3 for key in ("data", "step"))
                 ops = count_ops(functools.partial(trainer.make_window_views, first_window, 0)) / w
                 if args.profile:
                     print_profile(trainer, batches, f"{name}, batch {b}")

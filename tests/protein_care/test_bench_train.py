@@ -26,3 +26,11 @@ def test_bench_train_times_windows_and_one_step_paths(tmp_path):
     step_ms, data_ms, share = float(cells[4]), float(cells[5]), float(cells[6].rstrip("%"))
     assert 0 < data_ms < step_ms and abs(share - 100 * data_ms / step_ms) < 0.1
     assert 0 < float(cells[7]) < 45  # a window of 2 dispatches fewer ops per step than one step at a time (45)
+
+
+def test_window_times_charge_each_step_its_share_and_ignore_an_outlier_window():
+    per_window_median = load_benchmark("bench_train").per_window_median
+    # the first step of each window of 2 makes both steps' views; the third window is slow
+    assert per_window_median([10, 0, 10, 0, 100, 0], 2) == 5
+    assert per_window_median([1, 2, 30], 1) == 2
+    assert per_window_median([4, 0, 0, 4, 0, 0, 4], 3) == 4 / 3  # an incomplete last window is left out
