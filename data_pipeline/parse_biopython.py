@@ -14,6 +14,7 @@ import warnings
 
 import Bio
 from Bio.PDB import MMCIFParser, PDBParser
+from Bio.PDB.MMCIF2Dict import MMCIF2Dict
 from Bio.PDB.Residue import DisorderedResidue
 from Bio.PDB.Structure import Structure
 from Bio.PDB.StructureBuilder import StructureBuilder
@@ -23,7 +24,7 @@ from data_pipeline.structure import AA, UNKNOWN, WATER, AtomTable, residue_kind
 
 #: The library's version and the revision of how this module reads it ("+1": the
 #: microheterogeneity builder), so that stores built by an earlier reading are rebuilt.
-VERSION = f"{Bio.__version__}+1"
+VERSION = f"{Bio.__version__}+2"  # +2: residue and atom names from auth_comp_id / auth_atom_id
 
 
 class _MicroheterogeneityBuilder(StructureBuilder):
@@ -60,6 +61,23 @@ class _MicroheterogeneityBuilder(StructureBuilder):
             self.residue = self.residue.disordered_get()
 
 
+class _AuthNamesParser(MMCIFParser):
+    """Takes residue and atom names from ``_atom_site.auth_comp_id`` and ``auth_atom_id``
+    where a file has them (row by row, unless ``?`` or ``.``), as gemmi does; Biopython
+    reads the ``label_`` columns. They differ only in rare files, where the two backends
+    would otherwise name, and select, different atoms."""
+
+    def get_structure(self, structure_id, filename):  # MMCIFParser.get_structure, with the swap
+        self._mmcif_dict = mmcif = MMCIF2Dict(filename)
+        for label, auth in (("label_comp_id", "auth_comp_id"), ("label_atom_id", "auth_atom_id")):
+            names, preferred = mmcif.get(f"_atom_site.{label}"), mmcif.get(f"_atom_site.{auth}")
+            if isinstance(names, list) and isinstance(preferred, list) and len(names) == len(preferred):
+                mmcif[f"_atom_site.{label}"] = [a if a not in ("?", ".") else n for n, a in zip(names, preferred)]
+        self._build_structure(structure_id)
+        self._structure_builder.set_header(self._get_header())
+        return self._structure_builder.get_structure()
+
+
 def parse(source: Source) -> Structure:
     """Biopython structure of the checked source text (raises on malformed records)."""
     handle = io.StringIO(source.data.decode("latin-1"))
@@ -68,7 +86,7 @@ def parse(source: Source) -> Structure:
         builder = _MicroheterogeneityBuilder()
         if source.fmt == "pdb":
             return PDBParser(QUIET=True, structure_builder=builder).get_structure(source.entry_id, handle)
-        parser = MMCIFParser(QUIET=True, structure_builder=builder)
+        parser = _AuthNamesParser(QUIET=True, structure_builder=builder)
         try:
             st = parser.get_structure(source.entry_id, handle)
         except Exception:

@@ -268,6 +268,23 @@ def test_pdb_and_mmcif_of_one_entry_give_the_same_cloud(pdb_dir, entry):
     assert (a.id, a.meta["method"], a.meta["resolution"]) == (b.id, b.meta["method"], b.meta["resolution"])
 
 
+@pytest.mark.parametrize("column", ["label_comp_id", "label_atom_id"])
+def test_author_residue_and_atom_names_win_in_both_backends(pdb_dir, tmp_path, column):
+    """Where ``label_`` and ``auth_`` names differ, both backends read the ``auth_`` ones
+    (gemmi's choice): renaming the label column of a real mmCIF changes neither cloud."""
+    reference = read_structure(pdb_dir / "biotite/1l2y.cif.gz", selection="heavy")
+    doc = gemmi.cif.read(str(pdb_dir / "biotite/1l2y.cif.gz"))
+    column_values = doc.sole_block().find_values(f"_atom_site.{column}")
+    for i in range(len(column_values)):
+        column_values[i] = "GLY" if column == "label_comp_id" else "XX"
+    doc.write_file(str(tmp_path / "renamed.cif"))
+    for backend in BACKENDS:
+        cloud = read_structure(tmp_path / "renamed.cif", selection="heavy", backend=backend)
+        assert _keys(cloud) == _keys(reference), backend
+        assert cloud.res_name.tolist() == reference.res_name.tolist(), backend
+        np.testing.assert_array_equal(cloud.residue_codes(), reference.residue_codes())
+
+
 def test_format_is_recognised_by_content_not_name(pdb_dir, tmp_path):
     reference = read_structure(pdb_dir / "biotite/1l2y.cif.gz")
     disguised = tmp_path / "structure.pdb"  # gzipped mmCIF under a PDB name
