@@ -22,7 +22,16 @@ Reads the protein chains of every structure file under ``$PROTEIN_CARE_TEST_PDB`
    identical residues seen; then :func:`~data_pipeline.homology.homology_keys` at 0.3
    (``min_residues`` 30) of the class chains plus the long ones, with identity alone and
    with the rule: the largest cluster (of unrelated chains: 1 when nothing links by
-   chance). ``--chance 300`` takes about 15 minutes on one core.
+   chance). ``--chance 300`` takes about 15 minutes on one core;
+4. with ``--workers N``, worker processes instead: :func:`~data_pipeline.homology.homology_keys`
+   and :func:`~data_pipeline.homology.homologous_pairs` (at 0.3, ``min_residues``
+   :data:`~data_pipeline.splits.HOMOLOGY_MIN_RESIDUES`, the build's setting) timed at
+   ``workers=1`` and ``workers=N`` side by side, on all chains of ``--pdb`` and on
+   ``--random`` chains (default 1,000: families of mutants of random ancestors, plus 6%
+   chains of 30-39 residues, half of them mutants of others, for the exhaustive pairs),
+   and :func:`~data_pipeline.homology.candidate_pairs` (the band test, quadratic) on 4
+   times as many unrelated random chains; each result must equal its ``workers=1`` one
+   (asserted). About 2 minutes at ``--workers 2`` on 2 cores.
 
 Run: ``.venv/bin/python benchmarks/bench_homology.py`` (about 3 minutes on 2 cores;
 ``--help``).
@@ -55,7 +64,7 @@ from data_pipeline.homology import (  # noqa: E402
     make_aligner,
 )
 from data_pipeline.parse import try_read_structure  # noqa: E402
-from data_pipeline.splits import MIN_LINK_RESIDUES, chain_sequences  # noqa: E402
+from data_pipeline.splits import HOMOLOGY_MIN_RESIDUES, MIN_LINK_RESIDUES, chain_sequences  # noqa: E402
 from data_pipeline.structure import PointCloud  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.9)
@@ -96,6 +105,57 @@ def chance_links(n_class: int, n_long: int = 1000, seed: int = 0) -> None:
               f"{same.max(initial=0):>9} | {largest[0]:>31,} {largest[1]:>5,} | {dt:>6.0f}")  # fmt: skip
 
 
+def random_families(n: int, seed: int = 0, family: int = 10, short: float = 0.06) -> list[str]:
+    """``n`` random chains (natural amino-acid frequencies): ancestors of 100-400 residues
+    with ``family - 1`` mutants each (10-60% of positions re-drawn), then a ``short``
+    fraction of 30-39-residue chains, half of them mutants (25% re-drawn) of the others."""
+    rng = np.random.default_rng(seed)
+    p = np.array(FREQ) / sum(FREQ)
+
+    def chain(length: int) -> str:
+        return "".join(rng.choice(list(AMINO), length, p=p))
+
+    def mutant(seq: str, fraction: float) -> str:
+        out = list(seq)
+        for at in rng.choice(len(seq), round(fraction * len(seq)), replace=False):
+            out[at] = rng.choice(list(AMINO), p=p)
+        return "".join(out)
+
+    n_short = round(short * n)
+    ancestors = [chain(int(rng.integers(100, 401))) for _ in range(-(-(n - n_short) // family))]
+    long_ = [a if m == 0 else mutant(a, rng.uniform(0.1, 0.6)) for a in ancestors for m in range(family)]
+    shorts = [chain(int(rng.integers(30, 40))) for _ in range(n_short - n_short // 2)]
+    return long_[: n - n_short] + shorts + [mutant(s, 0.25) for s in shorts[: n_short // 2]]
+
+
+def workers_table(pdb_chains: list[str], n_random: int, workers: int) -> None:
+    """Part 4 of the module docstring: workers=1 against workers=N on the same chains."""
+    mr = HOMOLOGY_MIN_RESIDUES
+    print(f"workers: 1 against {workers} (this machine: {os.cpu_count()} CPUs); identity 0.3, min_residues {mr}; "
+          f"each workers={workers} result equals the workers=1 one (asserted)")  # fmt: skip
+    head = (f"{'data':<17} {'chains':>7} {'distinct':>8} {'function':<17} | {'workers=1 s':>11} "
+            f"{f'workers={workers} s':>11} {'ratio':>6} | result")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    unrelated = random_families(4 * n_random, seed=1, family=1, short=0)
+    runs = [("--pdb", pdb_chains, (homology_keys, homologous_pairs)),
+            ("random families", random_families(n_random), (homology_keys, homologous_pairs)),
+            ("random unrelated", unrelated, (candidate_pairs,))]  # fmt: skip
+    for name, chains, functions in runs:
+        for fn in functions:
+            times, results = [], []
+            for w in (1, workers):
+                t0 = time.perf_counter()
+                results.append(fn(chains, 0.3, min_residues=mr, workers=w))
+                times.append(time.perf_counter() - t0)
+            same = np.array_equal(results[0], results[1]) if fn is candidate_pairs else results[0] == results[1]
+            assert same, f"{fn.__name__} differs at workers={workers}"
+            r = results[0]
+            result = f"{len(set(r) - {None}):,} clusters" if fn is homology_keys else f"{len(r):,} pairs"
+            print(f"{name:<17} {len(chains):>7,} {len(set(chains)):>8,} {fn.__name__:<17} | {times[0]:>11.2f} "
+                  f"{times[1]:>11.2f} {times[0] / times[1]:>6.2f} | {result}")  # fmt: skip
+
+
 def _rate(k: int, n: int) -> str:
     return f"{k:,} ({k / n:.3%})"
 
@@ -122,10 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-residues", type=int, default=MIN_LINK_RESIDUES, help="default: %(default)s")
     ap.add_argument("--chance", type=int, default=0, metavar="N",
                     help="measure chance links of N random chains per length class instead (part 3)")  # fmt: skip
+    ap.add_argument("--workers", type=int, default=0, metavar="N",
+                    help="time workers=1 against workers=N instead (part 4)")  # fmt: skip
+    ap.add_argument("--random", type=int, default=1000, metavar="M",
+                    help="random chains of part 4 (default %(default)s)")  # fmt: skip
     args = ap.parse_args(argv)
     if args.chance > 0:
         chance_links(args.chance)
         return 0
+    if args.workers < 0 or args.workers == 1:
+        ap.error("--workers must be 2 or more (0: parts 1 and 2)")
 
     t0 = time.perf_counter()
     chains, n_files = load_chains(Path(args.pdb), args.limit)
@@ -141,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}; python {platform.python_version()}, "
           f"biopython {Bio.__version__}")  # fmt: skip
+    if args.workers:
+        workers_table(chains, args.random, args.workers)
+        return 0
 
     # 1. subsets: brute force vs prefilter
     seeds = [int(x) for x in args.seeds.split(",")]

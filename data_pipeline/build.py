@@ -106,12 +106,13 @@ def _cut(
 
 
 def _homology_clusters(
-    chain_sequences: list[list[str]], min_identity: float, progress: bool
+    chain_sequences: list[list[str]], min_identity: float, progress: bool, workers: int
 ) -> list[list[str]]:
-    """Per cloud, the homology cluster keys of its chains (split rule d)."""
+    """Per cloud, the homology cluster keys of its chains (split rule d), searched in
+    ``workers`` processes."""
     distinct = sorted({seq for seqs in chain_sequences for seq in seqs})
     keys = dict(zip(distinct, homology_keys(
-        distinct, min_identity, min_residues=HOMOLOGY_MIN_RESIDUES, progress=progress)))  # fmt: skip
+        distinct, min_identity, min_residues=HOMOLOGY_MIN_RESIDUES, progress=progress, workers=workers)))  # fmt: skip
     return [sorted({keys[s] for s in seqs if keys[s] is not None}) for seqs in chain_sequences]
 
 
@@ -194,7 +195,8 @@ def build_store(
         min_points, max_points: clouds outside [min_points, max_points] are left out and
             listed in ``failures.tsv``; ``max_points=None`` means no upper limit.
         backend: ``gemmi`` or ``biopython``.
-        workers: parser processes (default: CPU count); 1 parses in this process.
+        workers: parser processes, and homology search processes with ``split_identity``
+            (default: CPU count); 1 parses (and searches) in this process.
         per_chain: one cloud per protein chain instead of one per file.
         split_fractions: (train, val, test), summing to 1.
         split_identity: also keep clouds whose protein chains are at least this
@@ -296,7 +298,8 @@ def build_store(
         bar.close()
         if not writer.ids:  # nothing to keep: never replace a store with an empty one
             raise _empty_build(out, files_seen, failures, digest, time.perf_counter() - t0)
-        clusters = None if split_identity is None else _homology_clusters(chain_sequences, split_identity, progress)
+        clusters = (None if split_identity is None
+                    else _homology_clusters(chain_sequences, split_identity, progress, workers))  # fmt: skip
         splits, keys = component_splits(groups, sequences, entry_links, fractions, clusters)
         writer.set_splits(splits, [{"split_key": k} for k in keys])
         writer.write_text("sources.tsv", table)

@@ -68,19 +68,29 @@ chains) x (all chains) of them: at 100,000 chains of which 1% are short (1.1% in
 shared/pdb), about five hours more. Formed a block at a time, they keep memory at that of
 the band test (400 short and 4,000 long chains: 424 MB; 1,017 MB when all were formed
 at once, 450 bytes a pair).
+
+**Workers.** ``workers=N`` runs the band test (a block of sequences per task) and the
+alignments (a batch of pairs per task) in ``N`` processes (:mod:`data_pipeline.homology_pool`;
+``build-dataset`` passes its ``--workers``); ``workers=1``, all in this one. The results
+are the same for any ``N``; :func:`homology_keys` checks a batch against the clusters when
+it is sent, so it aligns a few more pairs (3.5% on shared/pdb). The k-mer index and the
+exhaustive pairs (0.1 us a pair to form, 0.15 ms to align) are made in this process. On a
+2-core CPU 2 workers took 1.85 (band test) to 1.9-1.96 (alignments) times less wall time
+than one, 1.6 for :func:`homology_keys` of shared/pdb (``bench_homology.py --workers 2``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import numbers
 from collections.abc import Iterator, Sequence
+from functools import partial
 
 import numpy as np
 from Bio.Align import PairwiseAligner, substitution_matrices
 from tqdm import tqdm
 
+from data_pipeline.homology_pool import align_candidates, ordered_map
 from data_pipeline.splits import MIN_LINK_RESIDUES
 from data_pipeline.structure import ONE_LETTER
 
@@ -162,13 +172,15 @@ def candidate_pairs(
     k: int = 3,
     min_residues: int = MIN_LINK_RESIDUES,
     min_identical: int = MIN_IDENTICAL,
+    workers: int = 1,
 ) -> np.ndarray:
     """``[m, 2]`` index pairs ``i < j`` of ``sequences`` that pass the prefilter (module
     docstring): the band test's by decreasing hits, then the other pairs of a short
-    sequence. Identical strings are not special. All at once: the search never is."""
-    seqs = _check_args(sequences, min_identity, k, min_residues, min_identical)
+    sequence. Identical strings are not special. All at once: the search never is.
+    ``workers``: processes of the band test (module docstring)."""
+    seqs = _check_args(sequences, min_identity, k, min_residues, min_identical, workers)
     order = np.argsort(np.array(seqs, dtype=object), kind="stable") if seqs else np.zeros(0, np.int64)
-    band, blocks = _candidates([seqs[i] for i in order], min_identity, k, min_residues, min_identical)
+    band, blocks = _candidates([seqs[i] for i in order], min_identity, k, min_residues, min_identical, False, workers)
     ex = np.concatenate([np.zeros((0, 2), np.int64), *blocks])
     ex = ex[np.lexsort((ex[:, 1], ex[:, 0]))]
     pairs = order[np.concatenate([band, ex])]  # sorted: canonical
@@ -183,12 +195,13 @@ def homologous_pairs(
     min_residues: int = MIN_LINK_RESIDUES,
     min_identical: int = MIN_IDENTICAL,
     progress: bool = False,
+    workers: int = 1,
 ) -> list[tuple[int, int]]:
     """All index pairs ``(i, j)``, ``i < j``, of homologous sequences (module docstring),
     sorted. Identical strings are paired without alignment; the others are aligned when
-    the prefilter passes them."""
-    uniq, inverse = _unique(_check_args(sequences, min_identity, k, min_residues, min_identical))
-    links, _ = _search(uniq, min_identity, k, min_residues, min_identical, progress, all_pairs=True)
+    the prefilter passes them, in ``workers`` processes (module docstring)."""
+    uniq, inverse = _unique(_check_args(sequences, min_identity, k, min_residues, min_identical, workers))
+    links, _ = _search(uniq, min_identity, k, min_residues, min_identical, progress, True, workers)
     members: list[list[int]] = [[] for _ in uniq]
     for i, u in enumerate(inverse.tolist()):
         members[u].append(i)
@@ -207,15 +220,17 @@ def homology_keys(
     min_residues: int = MIN_LINK_RESIDUES,
     min_identical: int = MIN_IDENTICAL,
     progress: bool = False,
+    workers: int = 1,
 ) -> list[str | None]:
     """Per sequence, the sha256 of the smallest (``str`` order) sequence of its cluster
     (single linkage of :func:`homologous_pairs`), or None when it has fewer than
     ``min_residues`` known residues. A sequence linked to nothing gets the sha256 of
     itself, i.e. :func:`data_pipeline.splits.sequence_key` at the default
     ``min_residues``. Keys do not depend on the order of ``sequences``; a pair is not
-    aligned once its sequences are already in one cluster."""
-    uniq, inverse = _unique(_check_args(sequences, min_identity, k, min_residues, min_identical))
-    _, root = _search(uniq, min_identity, k, min_residues, min_identical, progress, all_pairs=False)
+    aligned once its sequences are already in one cluster. ``workers``: processes
+    (module docstring); the keys are the same for any number."""
+    uniq, inverse = _unique(_check_args(sequences, min_identity, k, min_residues, min_identical, workers))
+    _, root = _search(uniq, min_identity, k, min_residues, min_identical, progress, False, workers)
     keys = [
         hashlib.sha256(uniq[r].encode("ascii")).hexdigest() if _linkable(s, min_residues) else None
         for s, r in zip(uniq, root)
@@ -228,40 +243,19 @@ def homology_keys(
 
 def _search(
     uniq: list[str], min_identity: float, k: int, min_residues: int, min_identical: int, progress: bool,
-    all_pairs: bool,
+    all_pairs: bool, workers: int,
 ) -> tuple[list[tuple[int, int]], list[int]]:
     """(homologous pairs, cluster of each sequence) of sorted distinct sequences; a
     cluster is named by its smallest index. With ``all_pairs=False`` the pairs are only
     enough to give the clusters (pairs already connected are not aligned)."""
-    band, blocks = _candidates(uniq, min_identity, k, min_residues, min_identical, progress)
-    parent = list(range(len(uniq)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    aligner, links = make_aligner(), []
-    bar = tqdm(total=len(band), desc="aligning", unit="pair", disable=not progress)
-    for block in itertools.chain([band], blocks):  # one exhaustive block at a time
-        if block is not band:  # the total grows as the exhaustive blocks are formed
-            bar.total += len(block)
-            bar.refresh()
-        for i, j in block.tolist():
-            bar.update()
-            ri, rj = find(i), find(j)
-            if not all_pairs and ri == rj:
-                continue
-            if _linked(uniq[i], uniq[j], min_identity, min_identical, aligner):
-                links.append((i, j))
-                parent[max(ri, rj)] = min(ri, rj)  # a root stays the smallest of its cluster
-    bar.close()
-    return links, [find(u) for u in range(len(uniq))]
+    band, blocks = _candidates(uniq, min_identity, k, min_residues, min_identical, progress, workers)
+    link = partial(_linked, min_identity=min_identity, min_identical=min_identical)
+    return align_candidates(band, blocks, uniq, link, make_aligner, all_pairs, workers, progress)
 
 
 def _candidates(
-    seqs: list[str], min_identity: float, k: int, min_residues: int, min_identical: int, progress: bool = False
+    seqs: list[str], min_identity: float, k: int, min_residues: int, min_identical: int, progress: bool = False,
+    workers: int = 1,
 ) -> tuple[np.ndarray, Iterator[np.ndarray]]:
     """:func:`candidate_pairs` of sorted sequences, unchecked: the ``[m, 2]`` band-test
     pairs (most hits first) and an iterator of blocks of the other short-sequence pairs."""
@@ -272,13 +266,14 @@ def _candidates(
     comp = np.bincount(owner * 21 + cat, minlength=21 * n).reshape(n, 21)[:, :_X].astype(np.int32)
     known = comp.sum(1)
     ok = known >= min_residues
-    hits = _band_pairs(cat, owner, lens, ok, k, progress)
+    hits = _band_pairs(cat, owner, lens, ok, k, progress, workers)
     hits = hits[np.lexsort((hits[:, 1], hits[:, 0], -hits[:, 2]))]  # most hits first
     i, j = hits[:, 0], hits[:, 1]
     band = hits[_bound(comp[i], comp[j], np.minimum(lens[i], lens[j]), min_identity, min_identical), :2]
     ok &= known >= min_identical  # fewer known residues: never min_identical identical ones
-    short = np.flatnonzero(ok & (lens < EXHAUSTIVE_BELOW))
-    band_ids = np.sort(i * n + j)  # all band-test pairs: an exhaustive pair among them is not repeated
+    short = ok & (lens < EXHAUSTIVE_BELOW)
+    near = short[i] | short[j]  # the band-test pairs (all) that an exhaustive pair would repeat
+    band_ids = np.sort(i[near] * n + j[near])
     return band, _exhaustive_blocks(short, np.flatnonzero(ok), band_ids, comp, lens, min_identity, min_identical)
 
 
@@ -292,15 +287,13 @@ def _bound(ca: np.ndarray, cb: np.ndarray, shorter: np.ndarray, min_identity: fl
 
 
 def _exhaustive_blocks(
-    short: np.ndarray, others: np.ndarray, band_ids: np.ndarray, comp: np.ndarray, lens: np.ndarray,
+    is_short: np.ndarray, others: np.ndarray, band_ids: np.ndarray, comp: np.ndarray, lens: np.ndarray,
     min_identity: float, min_identical: int,
 ) -> Iterator[np.ndarray]:
     """``[m, 2]`` blocks of the pairs (short sequence, any other), ``i < j``, not among
     ``band_ids`` (``i * n + j``, sorted) and passing the bound: each block pairs a few
-    short sequences with all others (about :data:`_BLOCK_PAIRS` pairs)."""
-    n = len(lens)
-    is_short = np.zeros(n, dtype=bool)
-    is_short[short] = True
+    short sequences (``is_short``) with all others (about :data:`_BLOCK_PAIRS` pairs)."""
+    n, short = len(lens), np.flatnonzero(is_short)
     per_block = max(1, _BLOCK_PAIRS // max(len(others), 1))
     comp_others = comp[others]
     for start in range(0, len(short), per_block):
@@ -308,16 +301,18 @@ def _exhaustive_blocks(
         s, o = np.repeat(block, len(others)), np.tile(others, len(block))
         keep = (o != s) & ~(is_short[o] & (o < s))  # two short sequences: paired once
         i, j = np.minimum(s, o), np.maximum(s, o)
-        keep &= ~np.isin(i * n + j, band_ids)
+        ids = i * n + j  # not among the sorted band_ids (np.isin would sort them for every block)
+        keep &= np.searchsorted(band_ids, ids, "left") == np.searchsorted(band_ids, ids, "right")
         shorter = np.minimum(lens[block][:, None], lens[others][None, :])
         keep &= _bound(comp[block][:, None, :], comp_others[None], shorter, min_identity, min_identical).reshape(-1)
         yield np.stack([i[keep], j[keep]], axis=1)
 
 
 def _band_pairs(
-    cat: np.ndarray, owner: np.ndarray, lens: np.ndarray, ok: np.ndarray, k: int, progress: bool = False
+    cat: np.ndarray, owner: np.ndarray, lens: np.ndarray, ok: np.ndarray, k: int, progress: bool, workers: int
 ) -> np.ndarray:
-    """``[m, 3]`` rows (i, j, best window hits), ``i < j``, of the pairs passing the band test
+    """``[m, 3]`` rows (i, j, best window hits), ``i < j``, of the pairs passing the band test,
+    a block of query sequences at a time (:func:`_band_block`) in ``workers`` processes
     (``progress``: a bar of the k-mer hits counted, the part that grows quadratically)."""
     n, width = len(lens), len(cat) - k + 1
     empty = np.zeros((0, 3), np.int64)
@@ -336,40 +331,49 @@ def _band_pairs(
     if simple.any():
         code, seq, pos, key = code[~simple], seq[~simple], pos[~simple], key[~simple]
     order = np.argsort(key, kind="stable")
-    skey, sseq, spos = key[order], seq[order], pos[order]
+    skey = key[order]
     lo = np.searchsorted(skey, key, "right")  # hits in later sequences only (j > i)
     count = np.searchsorted(skey, (code + 1) * n, "left") - lo
     half = max(BAND // 2, 1)
     offset = -(-int(lens.max()) // half) * half  # a multiple of half: windows anchored at diagonal 0
     n_bins = (2 * offset) // half + 2  # the last bin stays empty: windows never cross pairs
+    index = (seq[order].astype(np.int32), pos[order].astype(np.int32), lens, offset, half, n_bins)
     per_seq = np.cumsum(np.bincount(seq, weights=count, minlength=n))
-    cuts = np.unique(np.searchsorted(per_seq, np.arange(0, per_seq[-1], _BLOCK_HITS), "right"))
+    size = _BLOCK_HITS if workers == 1 else max(1, min(_BLOCK_HITS, int(per_seq[-1]) // (4 * workers)))
+    cuts = np.unique(np.searchsorted(per_seq, np.arange(0, per_seq[-1], size), "right"))
     bounds = np.searchsorted(seq, np.append(cuts, n))  # k-mer ranges of whole sequences
+    blocks = ((seq[a:b], pos[a:b], lo[a:b], count[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if count[a:b].any())
     out = [empty]
     bar = tqdm(total=int(per_seq[-1]), desc="k-mer hits", unit="hit", unit_scale=True, disable=not progress)
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        c = count[a:b]
-        m = int(c.sum())
-        bar.update(m)
-        if m == 0:
-            continue
-        q = np.repeat(np.arange(a, b), c)  # query k-mer of each hit
-        t = np.arange(m) - np.repeat(np.cumsum(c) - c - lo[a:b], c)  # its match in the index
-        pair = seq[q] * n + sseq[t]
-        bins, hits = np.unique(pair * n_bins + (pos[q] - spos[t] + offset) // half, return_counts=True)
-        window = hits.copy()
-        adjacent = bins[1:] == bins[:-1] + 1
-        window[:-1][adjacent] += hits[1:][adjacent]
-        i, j = bins // n_bins // n, bins // n_bins % n
-        need = np.maximum(MIN_HITS, np.ceil(HITS_PER_RESIDUE * np.minimum(lens[i], lens[j])))
-        sel = window >= need
-        out.append(np.stack([i[sel], j[sel], window[sel]], axis=1))
+    for block, rows in ordered_map(_band_block, blocks, workers, tuple, (index,)):  # state: tuple(index)
+        bar.update(int(block[3].sum()))
+        out.append(rows)
     bar.close()
     rows = np.concatenate(out)
     rows = rows[np.lexsort((-rows[:, 2], rows[:, 0] * n + rows[:, 1]))]
     first = np.ones(len(rows), dtype=bool)
     first[1:] = (rows[1:, 0] != rows[:-1, 0]) | (rows[1:, 1] != rows[:-1, 1])
     return rows[first]
+
+
+def _band_block(index: tuple, block: tuple) -> np.ndarray:
+    """The rows of :func:`_band_pairs` of one block of query sequences (``block``: the
+    sequence, position, first later match and number of matches of each of their k-mers;
+    ``index``: each indexed k-mer's sequence and position, the lengths, the bins)."""
+    sseq, spos, lens, offset, half, n_bins = index
+    seq, pos, lo, count = block
+    n, m = len(lens), int(count.sum())
+    q = np.repeat(np.arange(len(count)), count)  # query k-mer of each hit
+    t = np.arange(m) - np.repeat(np.cumsum(count) - count - lo, count)  # its match in the index
+    pair = seq[q] * n + sseq[t]
+    bins, hits = np.unique(pair * n_bins + (pos[q] - spos[t] + offset) // half, return_counts=True)
+    window = hits.copy()
+    adjacent = bins[1:] == bins[:-1] + 1
+    window[:-1][adjacent] += hits[1:][adjacent]
+    i, j = bins // n_bins // n, bins // n_bins % n
+    need = np.maximum(MIN_HITS, np.ceil(HITS_PER_RESIDUE * np.minimum(lens[i], lens[j])))
+    sel = window >= need
+    return np.stack([i[sel], j[sel], window[sel]], axis=1)
 
 
 # -------------------------------------------------------------------- arguments
@@ -395,7 +399,7 @@ def _check_sequence(name: str, s: object) -> None:
 
 
 def _check_args(
-    sequences: Sequence[str], min_identity: float, k: int, min_residues: int, min_identical: int
+    sequences: Sequence[str], min_identity: float, k: int, min_residues: int, min_identical: int, workers: int
 ) -> list[str]:
     if isinstance(sequences, (str, bytes)):
         raise ValueError("sequences must be a sequence of str, not one str")
@@ -406,7 +410,8 @@ def _check_args(
         raise ValueError(f"min_identity must be a number in (0, 1], got {min_identity!r}")
     for name, v, lo, hi, what in (("k", k, 1, MAX_K, f"an int in [1, {MAX_K}]"),
                                   ("min_residues", min_residues, 1, None, "an int >= 1"),
-                                  ("min_identical", min_identical, 0, None, "an int >= 0")):  # fmt: skip
+                                  ("min_identical", min_identical, 0, None, "an int >= 0"),
+                                  ("workers", workers, 1, None, "an int >= 1")):  # fmt: skip
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo or (hi is not None and v > hi):
             raise ValueError(f"{name} must be {what}, got {v!r}")
     return seqs

@@ -105,7 +105,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     how = p.add_argument_group("how")
     how.add_argument("--backend", choices=BACKENDS, default="gemmi", help="parser (default: gemmi)")
     how.add_argument("--workers", type=at_least(1), default=None, metavar="N",
-                     help="parser processes (default: number of CPUs)")
+                     help="parser processes, and homology search processes with --split-identity (default: number of CPUs)")
     how.add_argument("--overwrite", action="store_true", help="replace a store of another configuration")
     add_progress_argument(how)
     p.set_defaults(func=run)
