@@ -81,3 +81,39 @@ def test_every_command_on_cuda_pretrain_probe_evaluate_report(tmp_path, capsys, 
     capsys.readouterr()
     assert main(["report", str(run)]) == 0
     assert "digits" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_device_busy_time_is_the_kernels_share_of_each_call(device):
+    """``benchmarks/_ops.py: device_busy_ms`` (the benchmarks' "GPU busy" column): None
+    off CUDA; on CUDA, a call that is mostly matrix products keeps the GPU busy for most
+    of its wall time, and one that also sleeps on the host for 50 ms for less than that."""
+    import sys
+    import time
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from _ops import device_busy_ms
+
+    x = torch.randn(2048, 2048, device=device)
+
+    def busy():
+        for _ in range(20):
+            x @ x
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def idle():
+        busy()
+        time.sleep(0.05)
+
+    if device == "cpu":
+        assert device_busy_ms(busy, torch.device("cpu")) is None
+        return
+    busy()  # cuBLAS set-up
+    t0 = time.perf_counter()
+    busy()
+    wall_ms = (time.perf_counter() - t0) * 1e3
+    busy_ms = device_busy_ms(busy, torch.device("cuda"))
+    assert 0.5 * wall_ms < busy_ms <= 1.1 * wall_ms + 0.1
+    assert device_busy_ms(idle, torch.device("cuda")) < busy_ms + 50 * 0.5
