@@ -278,10 +278,9 @@ def build_store(
                     failures.append((path, reason))
                     writer.add_failure(path, reason)
                     continue
-                cloud_id = info["entry_id"] if chain is None else f"{info['entry_id']}_{chain}"
-                seen_ids[cloud_id] += 1
-                if seen_ids[cloud_id] > 1:  # same entry in several files: keep IDs unique
-                    cloud_id = f"{cloud_id}#{seen_ids[cloud_id]}"
+                base_id = info["entry_id"] if chain is None else f"{info['entry_id']}_{chain}"
+                copies = seen_ids[base_id]  # same entry in several files: keep IDs unique
+                cloud_id = base_id if copies == 0 else f"{base_id}#{copies + 1}"
                 group = group_key(file_stem(path), info["entry_id"])
                 chain_seqs = info.pop("chain_sequences", [])
                 entry = {"source": path, "chain": chain, "group": group, **info}
@@ -291,6 +290,7 @@ def build_store(
                     failures.append((path, f"not stored{label}: {exc}"))
                     writer.add_failure(path, failures[-1][1])
                     continue
+                seen_ids[base_id] += 1
                 groups.append(group)
                 sequences.append(info.get("sequence_sha256"))
                 entry_links.append(entry_link(info["entry_id"]))

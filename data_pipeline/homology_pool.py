@@ -81,7 +81,10 @@ def ordered_map(
             if pool is None:
                 pool = ProcessPoolExecutor(workers, multiprocessing.get_context(START_METHOD),
                                            initializer=_start_worker, initargs=(make_state, state_args))  # fmt: skip
-            pending.append((item, pool.submit(_run, fn, item)))
+            try:
+                pending.append((item, pool.submit(_run, fn, item)))
+            except BrokenProcessPool as exc:  # a worker died while this process was busy
+                raise _worker_died() from exc
             if len(pending) >= IN_FLIGHT * workers:
                 yield _result(*pending.popleft())
         while pending:
@@ -188,7 +191,11 @@ def _result(item: Any, future: Future) -> tuple[Any, Any]:
     try:
         return item, future.result()
     except BrokenProcessPool as exc:
-        raise RuntimeError(
-            "a homology search worker process died (killed for memory?); fewer workers need "
-            "less memory, workers=1 runs the search in this process"
-        ) from exc
+        raise _worker_died() from exc
+
+
+def _worker_died() -> RuntimeError:
+    return RuntimeError(
+        "a homology search worker process died (killed for memory?); fewer workers need "
+        "less memory, workers=1 runs the search in this process"
+    )

@@ -71,7 +71,9 @@ class _AuthNamesParser(MMCIFParser):
         self._mmcif_dict = mmcif = MMCIF2Dict(filename)
         for label, auth in (("label_comp_id", "auth_comp_id"), ("label_atom_id", "auth_atom_id")):
             names, preferred = mmcif.get(f"_atom_site.{label}"), mmcif.get(f"_atom_site.{auth}")
-            if isinstance(names, list) and isinstance(preferred, list) and len(names) == len(preferred):
+            if names is None and isinstance(preferred, list):  # only the author's names: those
+                mmcif[f"_atom_site.{label}"] = preferred
+            elif isinstance(names, list) and isinstance(preferred, list) and len(names) == len(preferred):
                 mmcif[f"_atom_site.{label}"] = [a if a not in ("?", ".") else n for n, a in zip(names, preferred)]
         self._build_structure(structure_id)
         self._structure_builder.set_header(self._get_header())

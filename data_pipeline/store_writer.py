@@ -118,8 +118,9 @@ class StoreWriter:
     def add(self, record: CloudRecord) -> None:
         """Append one cloud; ``entry["split"]`` defaults to the split of ``entry["group"]``.
         A record that no store may hold (an empty, repeated or non-str ID, no points, a
-        non-finite coordinate, a feature count unlike the point count) raises ValueError
-        naming it, and nothing of it is written."""
+        non-finite coordinate, a feature count unlike the point count, a feature code outside
+        the residue vocabulary, an unknown split, an entry that is not strict JSON) raises
+        ValueError naming it, and nothing of it is written."""
         if not isinstance(record.id, str) or not record.id:
             raise ValueError(f"cloud ID must be a non-empty str, got {record.id!r}")
         if record.id in self._id_set:
@@ -131,7 +132,10 @@ class StoreWriter:
         if split not in SPLIT_NAMES:
             raise ValueError(f"{record.id}: split must be one of {list(SPLIT_NAMES)}, got {split!r}")
         entry = {"id": record.id, **record.entry, "n_points": int(coords.shape[0]), "split": split}
-        line = json.dumps(entry, sort_keys=True) + "\n"  # a TypeError here, before anything is written
+        try:  # strict JSON (no NaN), before anything is written
+            line = json.dumps(entry, sort_keys=True, allow_nan=False) + "\n"
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{record.id}: the entry is not JSON: {exc}") from None
         self._coords.append(coords)
         self._features.append(features)
         self.offsets.append(self.offsets[-1] + coords.shape[0])
@@ -297,9 +301,12 @@ def _checked_arrays(record: CloudRecord) -> tuple[np.ndarray, np.ndarray]:
     coords = coords.astype(np.float32)
     if not np.isfinite(coords).all():
         raise ValueError(f"{record.id}: coordinates must be finite, got NaN or inf")
-    span = f" in [{features.min()}, {features.max()}]" if features.size else ""
-    if features.dtype.kind not in "iub" or (features.size and (features.min() < 0 or features.max() > 255)):
-        raise ValueError(f"{record.id}: features must be integer codes in [0, 255], got {features.dtype}{span}")
+    top = len(RESIDUE_VOCAB) - 1  # the vocabulary the store records
+    if features.dtype.kind not in "iub":
+        raise ValueError(f"{record.id}: features must be integer codes in [0, {top}], got dtype {features.dtype}")
+    if features.size and (features.min() < 0 or features.max() > top):
+        raise ValueError(f"{record.id}: features must be integer codes in [0, {top}] (the residue vocabulary), "
+                         f"got values in [{features.min()}, {features.max()}]")
     return coords, features
 
 

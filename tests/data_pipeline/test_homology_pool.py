@@ -6,6 +6,7 @@ from __future__ import annotations
 import operator
 import os
 import re
+import time
 from functools import partial
 
 import numpy as np
@@ -170,6 +171,23 @@ def test_a_worker_that_dies_fails_the_search_with_a_clear_error() -> None:
     link = partial(homology._linked, min_identity=0.3, min_identical=MIN_IDENTICAL)
     with pytest.raises(RuntimeError, match="worker process died"):
         align_candidates(np.array([[0, 1]]), [], ["A" * 30] * 2, link, dies, True, 2, False)
+
+
+def _dies_on_two(_state: None, k: int) -> int:
+    if k == 2:
+        time.sleep(0.2)
+        os._exit(1)  # as if killed for memory, while the consumer is busy
+    return k
+
+
+def test_a_worker_that_dies_mid_search_fails_it_with_the_clear_error_too() -> None:
+    """The death shows at the next submission, not only at a result: the same error."""
+    got = []
+    with pytest.raises(RuntimeError, match="worker process died"):
+        for item, result in ordered_map(_dies_on_two, range(10), 2, type(None), ()):
+            got.append(result)
+            time.sleep(1.0)  # a slow consumer: the pool breaks before the next submit
+    assert got in ([0], [0, 1])  # results before the death, in order (1 may be lost with the pool)
 
 
 def test_clusters_name_each_cluster_by_its_smallest_member() -> None:

@@ -278,11 +278,16 @@ def test_author_residue_and_atom_names_win_in_both_backends(pdb_dir, tmp_path, c
     for i in range(len(column_values)):
         column_values[i] = "GLY" if column == "label_comp_id" else "XX"
     doc.write_file(str(tmp_path / "renamed.cif"))
+    atom_site = doc.sole_block().get_mmcif_category("_atom_site.", raw=True)
+    del atom_site[column.removeprefix("_atom_site.")]  # only the author's names
+    doc.sole_block().set_mmcif_category("_atom_site.", atom_site, raw=True)
+    doc.write_file(str(tmp_path / "auth_only.cif"))
     for backend in BACKENDS:
-        cloud = read_structure(tmp_path / "renamed.cif", selection="heavy", backend=backend)
-        assert _keys(cloud) == _keys(reference), backend
-        assert cloud.res_name.tolist() == reference.res_name.tolist(), backend
-        np.testing.assert_array_equal(cloud.residue_codes(), reference.residue_codes())
+        for name in ("renamed.cif", "auth_only.cif"):
+            cloud = read_structure(tmp_path / name, selection="heavy", backend=backend)
+            assert _keys(cloud) == _keys(reference), (backend, name)
+            assert cloud.res_name.tolist() == reference.res_name.tolist(), (backend, name)
+            np.testing.assert_array_equal(cloud.residue_codes(), reference.residue_codes())
 
 
 def test_format_is_recognised_by_content_not_name(pdb_dir, tmp_path):
