@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "inspect_store",
     "train",
     "evaluate",
+    "embed",
     "plot",
     "demo",
     "compare",
