@@ -360,11 +360,22 @@ def run_demo(out, *, pdb_dir=None, store_dir=None, minutes: float = 10.0, steps:
     }
     for item in results["stability"]:
         log(f"  {item['text']}")
+    results["embeddings"] = _export_embeddings(trained, store, out / "embeddings", device_name)
+    log(f"  embeddings of all {len(store)} clouds by each run: {out / 'embeddings'}/*.npz (protein-care embed)")
     log("[4/4] report")
     write_json_atomic(results, out / RESULTS_NAME)
     path = write_report(out)
     log(f"  wrote {out / RESULTS_NAME} and {path} in {(time.perf_counter() - started) / 60:.1f} min")
     return results
+
+
+def _export_embeddings(trained, store, folder: Path, device: str) -> dict[str, str]:
+    """Each run's embeddings of every cloud of the store (:mod:`protein_care.embed_export`),
+    as ``folder/<run>.npz``; returns run name → file."""
+    from protein_care.embed_export import embed_store, write_embeddings
+
+    return {name: str(write_embeddings(embed_store(run_dir, store, device=device), folder / f"{slugify(name)}.npz"))
+            for name, run_dir in trained}
 
 
 class StructuresUnavailable(RuntimeError):

@@ -5,6 +5,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from protein_care.cli import main
@@ -70,6 +71,9 @@ def test_demo_end_to_end_on_real_structures_then_compare(tmp_path, capsys):
         assert 0 <= run["metrics"]["retrieval_top1"] <= 1
         assert run["progress"][-1]["step"] == 4 and len(run["progress"]) >= 2
         assert (out / "trajectories" / f"{run['slug']}.npz").is_file()
+        with np.load(results["embeddings"][run["name"]]) as embedded:  # every cloud of the store, by this run
+            assert embedded["embeddings"].shape[0] == results["meta"]["clouds"] == len(embedded["ids"])
+            assert json.loads(str(embedded["meta"]))["run_dir"].endswith(run["slug"])
     assert results["baseline"]["retrieval_top1"] is not None
     assert sorted(p["lam"] for p in results["tradeoff"]) == sorted([*TRADEOFF_LAMBDAS, dict(DEMO_RUNS)["CARE points"]["lam"]])
     assert results["claims"] and all(set(c) == {"claim", "holds", "evidence"} for c in results["claims"])
