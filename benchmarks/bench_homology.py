@@ -73,15 +73,25 @@ AMINO = "ARNDCQEGHILKMFPSTWYV"
 FREQ = (8.25, 5.53, 4.06, 5.45, 1.37, 3.93, 6.75, 7.07, 2.27, 5.96, 9.66, 5.84, 2.42, 3.86, 4.70, 6.56, 5.34, 1.08,
         2.92, 6.87)  # fmt: skip
 CLASSES = ((30, 40), (40, 60), (60, 100))
+NATURAL = np.array(FREQ) / sum(FREQ)
+
+
+def natural_chain(rng: np.random.Generator, length: int) -> str:
+    """A random chain of ``length`` residues with natural amino-acid frequencies."""
+    return "".join(rng.choice(list(AMINO), length, p=NATURAL))
+
+
+def print_header(head: str) -> None:
+    print(head)
+    print("-" * len(head))
 
 
 def chance_links(n_class: int, n_long: int = 1000, seed: int = 0) -> None:
     """Part 3 of the module docstring: chance links between random unrelated chains."""
     rng = np.random.default_rng(seed)
-    p = np.array(FREQ) / sum(FREQ)
 
     def random_chain(lo: int, hi: int) -> str:
-        return "".join(rng.choice(list(AMINO), int(rng.integers(lo, hi)), p=p))
+        return natural_chain(rng, int(rng.integers(lo, hi)))
 
     long_ = [random_chain(100, 401) for _ in range(n_long)]
     aligner = make_aligner()
@@ -89,8 +99,7 @@ def chance_links(n_class: int, n_long: int = 1000, seed: int = 0) -> None:
           f"(natural amino-acid frequencies, seed {seed}); identity 0.3, min_residues 30")  # fmt: skip
     head = (f"{'class':>7} | {'pairs':>7} {'identity>=0.3':>15} {f'and >={MIN_IDENTICAL} same':>15} {'most same':>9} | "
             f"{'largest cluster: identity alone':>31} {'rule':>5} | {'time s':>6}")  # fmt: skip
-    print(head)
-    print("-" * len(head))
+    print_header(head)
     for lo, hi in CLASSES:
         t0 = time.perf_counter()
         chains = [random_chain(lo, hi) for _ in range(n_class)]
@@ -110,15 +119,14 @@ def random_families(n: int, seed: int = 0, family: int = 10, short: float = 0.06
     with ``family - 1`` mutants each (10-60% of positions re-drawn), then a ``short``
     fraction of 30-39-residue chains, half of them mutants (25% re-drawn) of the others."""
     rng = np.random.default_rng(seed)
-    p = np.array(FREQ) / sum(FREQ)
 
     def chain(length: int) -> str:
-        return "".join(rng.choice(list(AMINO), length, p=p))
+        return natural_chain(rng, length)
 
     def mutant(seq: str, fraction: float) -> str:
         out = list(seq)
         for at in rng.choice(len(seq), round(fraction * len(seq)), replace=False):
-            out[at] = rng.choice(list(AMINO), p=p)
+            out[at] = rng.choice(list(AMINO), p=NATURAL)
         return "".join(out)
 
     n_short = round(short * n)
@@ -135,8 +143,7 @@ def workers_table(pdb_chains: list[str], n_random: int, workers: int) -> None:
           f"each workers={workers} result equals the workers=1 one (asserted)")  # fmt: skip
     head = (f"{'data':<17} {'chains':>7} {'distinct':>8} {'function':<17} | {'workers=1 s':>11} "
             f"{f'workers={workers} s':>11} {'ratio':>6} | result")  # fmt: skip
-    print(head)
-    print("-" * len(head))
+    print_header(head)
     unrelated = random_families(4 * n_random, seed=1, family=1, short=0)
     runs = [("--pdb", pdb_chains, (homology_keys, homologous_pairs)),
             ("random families", random_families(n_random), (homology_keys, homologous_pairs)),
@@ -242,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
           f"sums over the subsets")  # fmt: skip
     head = (f"{'identity':>8} | {'brute: aligned':>14} {'time s':>7} {'pairs':>6} | "
             f"{'prefilter: aligned':>18} {'time s':>7} {'found':>6} | {'recall':>6}")  # fmt: skip
-    print(head)
-    print("-" * len(head))
+    print_header(head)
     for th, r in rows.items():
         recall = r["found"] / r["brute"] if r["brute"] else float("nan")
         print(f"{th:>8.1f} | {r['b_aligned']:>14,} {r['b_time']:>7.1f} {r['brute']:>6,} | "
@@ -254,8 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"all chains: {len(chains)} ({len(set(chains))} distinct)")
     head = f"{'function':<17} {'identity':>8} {'min_res':>7} {'min_id':>6} {'aligned':>8} {'time s':>7} {'result':<40}"
-    print(head)
-    print("-" * len(head))
+    print_header(head)
     t0 = time.perf_counter()
     pairs = homologous_pairs(chains, 0.3, min_residues=mr)
     dt = time.perf_counter() - t0
