@@ -15,7 +15,7 @@
     >>> data = np.load("emb.npz")                                    # doctest: +SKIP
     >>> z, ids = data["embeddings"], data["ids"]
 
-Clouds are batched by points (:data:`protein_care.embedding.POINT_BUDGET`), so large
+Clouds are batched by points (:func:`protein_care.embedding.points_per_batch`), so large
 all-atom clouds do not exhaust memory; the file is written atomically.
 """
 
@@ -32,9 +32,8 @@ import torch
 from tqdm import tqdm
 
 from data_pipeline.splits import SPLIT_NAMES
-from protein_care.embedding import POINT_BUDGET, _channels, embed_clouds
+from protein_care.embedding import embed_clouds, points_per_batch
 from protein_care.evaluation.evaluate import open_store, split_indices, training_store_path
-from protein_care.models import model_config
 from protein_care.provenance import store_mismatch, store_selection
 from protein_care.runs import load_run
 
@@ -81,7 +80,7 @@ def embed_store(run_dir, store=None, *, split: str = "all", checkpoint=None, dev
     sizes = np.diff(store.offsets)[indices]
     uses_features = bool(getattr(run.encoder, "uses_residue_features", False))
     length_scale = float(config["length_scale"])
-    budget = max(1, POINT_BUDGET // _channels(model_config(config)))
+    budget = points_per_batch(config)
     rows = []
     bar = tqdm(total=len(indices), desc="embedding", unit="cloud", disable=not progress)
     for part in point_batches(sizes, budget):

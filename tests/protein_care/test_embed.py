@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from data_pipeline.store import PointCloudStore
-from protein_care import embed_export
+from protein_care import embed_export, embedding
 from protein_care.cli import main
 from protein_care.embed_export import point_batches
 from protein_care.embedding import embed_clouds
@@ -56,7 +56,7 @@ def test_a_split_and_the_training_store_by_default(cli_runs, tmp_path):
 
 def test_batching_by_points_does_not_change_the_embeddings(cli_runs, monkeypatch):
     whole = embed_export.embed_store(cli_runs.care, cli_runs.store)
-    monkeypatch.setattr(embed_export, "POINT_BUDGET", 16 * 300)  # about one cloud per batch at 16 channels
+    monkeypatch.setattr(embedding, "POINT_BUDGET", 16 * 300)  # about one cloud per batch at 16 channels
     batched = embed_export.embed_store(cli_runs.care, cli_runs.store)
     np.testing.assert_allclose(batched["embeddings"], whole["embeddings"], atol=1e-6)
     assert batched["ids"].tolist() == whole["ids"].tolist()
