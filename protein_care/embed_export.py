@@ -15,8 +15,9 @@
     >>> data = np.load("emb.npz")                                    # doctest: +SKIP
     >>> z, ids = data["embeddings"], data["ids"]
 
-Clouds are batched by points (:func:`protein_care.embedding.points_per_batch`), so large
-all-atom clouds do not exhaust memory; the file is written atomically.
+Clouds are batched by size (:func:`size_batches`, within
+:func:`protein_care.embedding.clouds_per_batch`), so large all-atom clouds, and the
+attention of a set transformer, do not exhaust memory; the file is written atomically.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import datetime
 import json
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,84 +34,140 @@ import torch
 from tqdm import tqdm
 
 from data_pipeline.splits import SPLIT_NAMES
-from protein_care.embedding import embed_clouds, points_per_batch
+from protein_care.embedding import clouds_per_batch, embed_clouds, largest_cloud
 from protein_care.evaluation.evaluate import open_store, split_indices, training_store_path
-from protein_care.provenance import store_mismatch, store_selection
+from protein_care.models import model_config
+from protein_care.provenance import atoms, store_mismatch, store_selection
 from protein_care.runs import load_run
 
 #: At most this many clouds per encoder call (fewer when their points exceed the budget).
 MAX_BATCH = 1024
 
 
-def point_batches(sizes: np.ndarray, points_per_batch: int, max_batch: int = MAX_BATCH) -> list[slice]:
-    """Consecutive slices of clouds whose points sum to at most ``points_per_batch``
-    (a larger cloud alone) and that hold at most ``max_batch`` clouds each."""
-    out, start, total = [], 0, 0
-    for i, n in enumerate(sizes.tolist()):
-        if i > start and (total + n > points_per_batch or i - start >= max_batch):
-            out.append(slice(start, i))
-            start, total = i, 0
-        total += n
-    if start < len(sizes):
-        out.append(slice(start, len(sizes)))
+def size_batches(sizes: np.ndarray, fits: Callable[[int], int], max_batch: int = MAX_BATCH) -> list[np.ndarray]:
+    """Batches of clouds of similar size, as positions into ``sizes``: the clouds sorted
+    by size, smallest first, each batch holding at most ``fits(n)`` clouds (at least one,
+    at most ``max_batch``), ``n`` being its largest cloud. Similar sizes keep the padding
+    of an attention encoder (heads × B × n²) small."""
+    out, current = [], []
+    for position in np.argsort(sizes, kind="stable").tolist():
+        if current and len(current) >= min(max_batch, max(1, fits(int(sizes[position])))):
+            out.append(np.array(current, dtype=np.int64))
+            current = []
+        current.append(position)
+    if current:
+        out.append(np.array(current, dtype=np.int64))
     return out
+
+
+def _open_embedded_store(run_dir, config: dict, store):
+    """``store``, or the run's training store with a message that says so when it is gone."""
+    from data_pipeline.store import StoreError
+
+    if store is not None:
+        return open_store(store)
+    path = training_store_path(config)
+    if not path:
+        raise ValueError(f"{run_dir}: the run's config names no training store; pass --store STORE")
+    try:
+        return open_store(path)
+    except (FileNotFoundError, StoreError) as error:
+        raise ValueError(f"the training store of {run_dir}, {path} (its config.json), cannot be opened ({error}); "
+                         "pass --store STORE") from None
+
+
+def _selection_warning(run, store, selection: str) -> tuple[str | None, str | None]:
+    """(the run's training selection if known, a warning when it differs from the store's
+    or cannot be checked)."""
+    mismatch = store_mismatch(run.dir, run.config, store, selection)
+    if mismatch is None:  # the training store itself (or nothing recorded to compare)
+        return (selection if training_store_path(run.config) else None), None
+    if mismatch.run_selection is None:
+        return None, (f"{run.dir} was trained on {mismatch.run_store or 'an unrecorded store'}, which cannot be read: "
+                      f"its atom selection cannot be checked against {store.path} ({atoms(selection)})")
+    if mismatch.run_selection != selection:
+        return mismatch.run_selection, (f"{run.dir} was trained on {atoms(mismatch.run_selection)} "
+                                        f"({mismatch.run_store}), {store.path} holds {atoms(selection)}: "
+                                        "its embeddings of these clouds may mean little")
+    return mismatch.run_selection, None
 
 
 def embed_store(run_dir, store=None, *, split: str = "all", checkpoint=None, device="cpu",
                 progress: bool = False) -> dict[str, Any]:
     """``{"embeddings", "ids", "splits", "indices", "meta", "warnings"}`` of the clouds of
     ``split`` of ``store`` (default: the run's training store) embedded by the run's
-    encoder (``checkpoint`` as :func:`protein_care.runs.load_run`). A run trained on
-    another atom selection than the store's gives a warning, not an error."""
+    encoder (``checkpoint`` as :func:`protein_care.runs.load_run`), in store order. A run
+    trained on another atom selection than the store's gives a warning, not an error."""
     run = load_run(run_dir, device, checkpoint=checkpoint)
     config = run.config
-    if store is None:
-        store = training_store_path(config)
-        if not store:
-            raise ValueError(f"{run_dir}: the run's config names no training store; pass a store")
-    store = open_store(store)
+    store = _open_embedded_store(run_dir, config, store)
     indices = split_indices(store, split)
     if len(indices) == 0:
         raise ValueError(f"split {split!r} of {store.path} has no clouds")
     selection = store_selection(store.meta)
-    warnings = []
-    mismatch = store_mismatch(run.dir, config, store, selection, marked="embedded all the same")
-    if mismatch is not None and mismatch.run_selection not in (None, selection):
-        warnings.append(mismatch.warning)
-
+    run_selection, warning = _selection_warning(run, store, selection)
+    warnings = [warning] if warning else []
     sizes = np.diff(store.offsets)[indices]
+    too_big = int((sizes > largest_cloud(config)).sum())
+    if too_big:
+        warnings.append(f"{too_big} clouds have more than {largest_cloud(config):,} points: each is embedded alone, "
+                        "which may need much memory")
+
     uses_features = bool(getattr(run.encoder, "uses_residue_features", False))
     length_scale = float(config["length_scale"])
-    budget = points_per_batch(config)
-    rows = []
+    embeddings = np.zeros((len(indices), int(getattr(run.encoder, "dim", 0))), np.float32)
     bar = tqdm(total=len(indices), desc="embedding", unit="cloud", disable=not progress)
-    for part in point_batches(sizes, budget):
-        chosen = indices[part].tolist()
+    for batch in size_batches(sizes, lambda n: clouds_per_batch(config, n)):
+        chosen = indices[batch].tolist()
         coords = [store[i] for i in chosen]
         features = [store.features(i) for i in chosen] if uses_features else None
-        rows.append(embed_clouds(run.encoder, coords, features, length_scale=length_scale,
-                                 batch_size=len(chosen), device=device).numpy())
+        embeddings[batch] = embed_clouds(run.encoder, coords, features, length_scale=length_scale,
+                                         batch_size=len(chosen), device=device).numpy()
         bar.update(len(chosen))
     bar.close()
     split_of = np.full(len(store), "", dtype=object)
     for name in store.meta.get("split_names", SPLIT_NAMES):
         split_of[store.split(name)] = name
-    meta = {
-        "run_dir": str(run.dir), "checkpoint": str(run.checkpoint) if run.checkpoint else None,
-        "checkpoint_step": run.step, "store": str(store.path),
-        "store_config_hash": store.meta.get("config_hash"), "selection": selection, "split": split,
-        "encoder": config.get("encoder"), "embedding": config.get("embedding"), "loss": config.get("loss"),
-        "dim": int(rows[0].shape[1]), "length_scale": length_scale, "pose": "as stored (centred, scaled)",
-        "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
     return {
-        "embeddings": np.concatenate(rows).astype(np.float32),
+        "embeddings": embeddings,
         "ids": np.array([store.ids[i] for i in indices.tolist()]),
         "splits": split_of[indices].astype(str),
         "indices": indices.astype(np.int64),
-        "meta": meta,
+        "meta": _meta(run, store, split, selection, run_selection, embeddings.shape[1], warnings),
         "warnings": warnings,
     }
+
+
+def _meta(run, store, split: str, selection: str, run_selection: str | None, dim: int, warnings: list[str]) -> dict:
+    """What the file's ``meta`` records (absolute paths, so that it holds wherever the file goes)."""
+    config = model_config(run.config)
+    meta = {
+        "run_dir": str(Path(run.dir).resolve()),
+        "checkpoint": str(Path(run.checkpoint).resolve()) if run.checkpoint is not None else "init",
+        "checkpoint_step": run.step, "store": str(Path(store.path).resolve()),
+        "store_config_hash": store.meta.get("config_hash"), "selection": selection,
+        "run_selection": run_selection, "split": split, "loss": run.config.get("loss"),
+        "encoder": config["encoder"], "embedding": config["embedding"], "dim": dim,
+        "length_scale": float(run.config["length_scale"]),
+        "pose": "each cloud in its stored orientation, centred on its centroid, divided by length_scale",
+        "warnings": warnings, "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if config["embedding"] == "split":  # columns [0, dim/2): invariant block; [dim/2, dim): equivariant
+        weight = float(config["split_pose_weight"])
+        meta["blocks"] = {"invariant": [0, dim // 2], "equivariant": [dim // 2, dim],
+                          "scale": {"invariant": (1 - weight) ** 0.5, "equivariant": weight ** 0.5}}
+        meta["split_trunks"] = config["split_trunks"]
+    return meta
+
+
+def check_writable(out) -> None:
+    """Make ``out``'s folder and try a file there before the work (OSError if it cannot)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    probe = out.with_name(f".{out.name}.probe-{os.getpid()}")
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def write_embeddings(result: dict[str, Any], out) -> Path:

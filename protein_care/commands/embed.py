@@ -40,12 +40,17 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from data_pipeline.store import StoreError
     from protein_care.devices import resolve_device
-    from protein_care.embed_export import embed_store, write_embeddings
+    from protein_care.embed_export import check_writable, embed_store, write_embeddings
 
     device = resolve_device(args.device)  # a bad --device exits 2 through cli.main
     problem = output_file_problem(args.out, "--out")
     if problem is None and Path(args.out).exists() and not args.overwrite:
         problem = f"--out {args.out}: the file exists (pass --overwrite to replace it)"
+    if problem is None:
+        try:  # before the work, not after it
+            check_writable(args.out)
+        except OSError as error:
+            problem = f"--out {args.out}: cannot write there ({error.strerror or error})"
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
