@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from data_pipeline.atomic_files import atomic_file, temporary_beside
 from data_pipeline.splits import SPLIT_NAMES
 from protein_care.embedding import clouds_per_batch, embed_clouds, largest_cloud
 from protein_care.evaluation.evaluate import open_store, split_indices, training_store_path
@@ -107,10 +107,9 @@ def embed_store(run_dir, store=None, *, split: str = "all", checkpoint=None, dev
     selection = store_selection(store.meta)
     run_selection, warning = _selection_warning(run, store, selection)
     warnings = [warning] if warning else []
-    sizes = np.diff(store.offsets)[indices]
-    too_big = int((sizes > largest_cloud(config)).sum())
-    if too_big:
-        warnings.append(f"{too_big} clouds have more than {largest_cloud(config):,} points: each is embedded alone, "
+    sizes, most = np.diff(store.offsets)[indices], largest_cloud(config)
+    if (sizes > most).any():
+        warnings.append(f"{int((sizes > most).sum())} clouds have more than {most:,} points: each is embedded alone, "
                         "which may need much memory")
 
     uses_features = bool(getattr(run.encoder, "uses_residue_features", False))
@@ -163,27 +162,16 @@ def _meta(run, store, split: str, selection: str, run_selection: str | None, dim
 
 def check_writable(out) -> None:
     """Make ``out``'s folder and try a file there before the work (OSError if it cannot)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    probe = out.with_name(f".{out.name}.probe-{os.getpid()}")
+    probe = temporary_beside(Path(out), ".probe")
     probe.write_bytes(b"")
     probe.unlink()
 
 
 def write_embeddings(result: dict[str, Any], out) -> Path:
     """Write ``result`` (:func:`embed_store`) to ``out`` as an uncompressed ``.npz``,
-    atomically: a temporary file beside it, then renamed (an interrupted write leaves
-    the old file, or none)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, embeddings=result["embeddings"], ids=result["ids"], splits=result["splits"],
-                     indices=result["indices"], meta=np.array(json.dumps(result["meta"], sort_keys=True)))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    atomically (:func:`data_pipeline.atomic_files.atomic_file`: an interrupted write
+    leaves the old file, or none)."""
+    with atomic_file(out) as fh:
+        np.savez(fh, embeddings=result["embeddings"], ids=result["ids"], splits=result["splits"],
+                 indices=result["indices"], meta=np.array(json.dumps(result["meta"], sort_keys=True)))
+    return Path(out)

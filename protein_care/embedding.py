@@ -135,12 +135,6 @@ def clouds_per_batch(config: dict, n: int) -> int:
     return int(fits)
 
 
-def points_per_batch(config: dict) -> int:
-    """Points (all clouds together) one batch of the encoder described by ``config`` may
-    hold within :data:`POINT_BUDGET` (per-point activations)."""
-    return max(1, POINT_BUDGET // _channels(model_config(config)))
-
-
 def largest_cloud(config: dict) -> int:
     """The most points one cloud may have for one copy to fit :func:`clouds_per_batch`."""
     config = model_config(config)
